@@ -1,0 +1,1 @@
+"""Noise schedules, the diffusion-forcing objective with clean-prefix training, samplers."""

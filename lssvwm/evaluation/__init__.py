@@ -1,0 +1,1 @@
+"""Retrieval and reasoning tasks, image metrics, plots and videos."""

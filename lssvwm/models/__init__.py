@@ -1,0 +1,1 @@
+"""World models assembled from `lssvwm.nn`: LSSVWM, causal transformers, Mamba-2 variants."""

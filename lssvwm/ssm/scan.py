@@ -1,0 +1,60 @@
+"""`ssd`: the public Mamba-2 scan, choosing between the chunked and the sequential algorithm."""
+
+from __future__ import annotations
+
+import enum
+
+from lssvwm.ssm.chunked import ssd_chunked
+from lssvwm.ssm.recurrence import ssd_sequential
+
+
+class ScanMethod(enum.Enum):
+    """How `ssd` evaluates the recurrence. All methods give the same result."""
+
+    AUTO = "auto"  # chunked, except for sequences so short that the plain scan is faster
+    CHUNKED = "chunked"  # state-space duality: matmuls inside chunks, short scan across chunks
+    SEQUENTIAL = "sequential"  # lax.scan over tokens; the reference
+
+
+# Below this length the sequential scan wins on CPU at the model's shapes (see
+# experiments/bench_ssd.py for the measurement that set it).
+SEQUENTIAL_MAX_LENGTH = 8
+
+
+def ssd(
+    x,
+    dt,
+    A,
+    B,
+    C,
+    *,
+    chunk_size: int = 64,
+    initial_state=None,
+    reset=None,
+    method: ScanMethod | str = ScanMethod.AUTO,
+):
+    """Mamba-2 selective state-space scan (the D skip and gating belong to the mixer).
+
+    Args:
+      x: [b, l, h, p] inputs; any l >= 1.
+      dt: [b, l, h] positive step sizes (already softplus-ed).
+      A: [h] negative decay rates.
+      B, C: [b, l, g, n]; head h uses group h // (h_total // g).
+      chunk_size: tokens per chunk of the chunked algorithm.
+      initial_state: optional [b, h, p, n] state carried in from a previous call.
+      reset: optional [b, l] 0/1 mask; at 1 the decay into that position is 0 (new episode).
+      method: a `ScanMethod` or its string value.
+
+    Returns:
+      y [b, l, h, p] in x's dtype and final_state [b, h, p, n] in float32. Feeding final_state
+      back as initial_state of the next call continues the sequence exactly.
+    """
+    method = ScanMethod(method)
+    if method is ScanMethod.AUTO:
+        length = x.shape[1] if x.ndim == 4 else 0
+        method = ScanMethod.SEQUENTIAL if length <= SEQUENTIAL_MAX_LENGTH else ScanMethod.CHUNKED
+    if method is ScanMethod.SEQUENTIAL:
+        return ssd_sequential(x, dt, A, B, C, initial_state=initial_state, reset=reset)
+    return ssd_chunked(
+        x, dt, A, B, C, chunk_size=chunk_size, initial_state=initial_state, reset=reset
+    )

@@ -1,0 +1,1 @@
+"""Trainer, length curriculum, state carrying / reset, checkpointing and metric writers."""
