@@ -54,3 +54,285 @@ poisons later `step` outputs with NaN rather than silently attending to the wron
 
 Parameters carry logical axis names (`embed`, `heads`, `head_dim`; see lssvwm/nn/partitioning.py).
 """
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lssvwm.nn.attention_cache import (
+    FrameKV,
+    KVCache,
+    check_frames,
+    commit_frames,
+    empty_cache,
+    reserve,
+)
+from lssvwm.nn.attention_kernels import (
+    full_causal_attention,
+    resolve_query_block,
+    step_attention,
+    windowed_attention,
+)
+from lssvwm.nn.attention_window import FrameWindow
+from lssvwm.nn.partitioning import constrain, param
+
+__all__ = ["FrameKV", "FrameLocalAttention", "FrameWindow", "KVCache"]
+
+_QKV_NAMES = ("batch", "time", "tokens", "heads", "head_dim")
+
+
+class FrameLocalAttention(nnx.Module):
+    """Multi-head attention over `x_BTSD` with a frame-level causal window (module docstring)."""
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        *,
+        rngs: nnx.Rngs,
+        window: int | None = 10,
+        chunk_size: int | None = None,
+        max_frames: int | None = None,
+        head_dim: int | None = None,
+        query_block: int | None = None,
+        qk_norm: bool = True,
+        rope_base: float = 10_000.0,
+        use_bias: bool = False,
+        dtype=None,
+        param_dtype=jnp.float32,
+        implementation: str | None = None,
+    ):
+        if embed_dim < 1 or num_heads < 1:
+            raise ValueError(f"embed_dim ({embed_dim}) and num_heads ({num_heads}) must be >= 1")
+        if head_dim is None:
+            if embed_dim % num_heads:
+                raise ValueError(
+                    f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}; "
+                    "pass head_dim explicitly"
+                )
+            head_dim = embed_dim // num_heads
+        if head_dim % 2:
+            raise ValueError(f"rotary time embedding needs an even head_dim, got {head_dim}")
+        self.window = FrameWindow.make(window, chunk_size, max_frames)
+        if query_block is not None:
+            resolve_query_block(self.window, query_block, query_block)  # validates only
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        self.max_frames = max_frames
+        self.query_block = query_block
+        self.rope_base = rope_base
+        self.dtype = dtype
+        self.implementation = implementation
+        self.qk_norm = qk_norm
+        self.use_bias = use_bias
+
+        in_init = nnx.initializers.variance_scaling(
+            1.0, "fan_in", "truncated_normal", in_axis=0, out_axis=(1, 2)
+        )
+        out_init = nnx.initializers.variance_scaling(
+            1.0, "fan_in", "truncated_normal", in_axis=(0, 1), out_axis=2
+        )
+        qkv_shape = (embed_dim, num_heads, head_dim)
+        qkv_names = ("embed", "heads", "head_dim")
+        self.q_kernel = param(rngs, in_init, qkv_shape, qkv_names, param_dtype)
+        self.k_kernel = param(rngs, in_init, qkv_shape, qkv_names, param_dtype)
+        self.v_kernel = param(rngs, in_init, qkv_shape, qkv_names, param_dtype)
+        self.out_kernel = param(
+            rngs,
+            out_init,
+            (num_heads, head_dim, embed_dim),
+            ("heads", "head_dim", "embed"),
+            param_dtype,
+        )
+        zeros, ones = nnx.initializers.zeros_init(), nnx.initializers.ones_init()
+        if use_bias:
+            bias_names = ("heads", "head_dim")
+            self.q_bias = param(rngs, zeros, (num_heads, head_dim), bias_names, param_dtype)
+            self.k_bias = param(rngs, zeros, (num_heads, head_dim), bias_names, param_dtype)
+            self.v_bias = param(rngs, zeros, (num_heads, head_dim), bias_names, param_dtype)
+            self.out_bias = param(rngs, zeros, (embed_dim,), ("embed",), param_dtype)
+        if qk_norm:
+            # RMS-normalised queries and keys keep attention logits bounded (as in CogVideoX).
+            self.q_norm_scale = param(rngs, ones, (head_dim,), ("head_dim",), param_dtype)
+            self.k_norm_scale = param(rngs, ones, (head_dim,), ("head_dim",), param_dtype)
+
+    # -- sizes ---------------------------------------------------------------------------------
+
+    @property
+    def unit(self) -> int:
+        """Frames per streaming step (1, or the chunk size in the chunked form)."""
+        return self.window.unit
+
+    @property
+    def cache_frames(self) -> int | None:
+        """Ring length in frames (k, or k - c chunked); None for the growing full-causal cache."""
+        return self.window.lookback
+
+    # -- projections ---------------------------------------------------------------------------
+
+    def _check_input(self, x_BTSD, what: str) -> None:
+        if x_BTSD.ndim != 4 or x_BTSD.shape[-1] != self.embed_dim:
+            raise ValueError(
+                f"{what} expects x as [batch, frames, tokens, {self.embed_dim}], got {x_BTSD.shape}"
+            )
+
+    def _project(self, x_BTSD):
+        """q, k, v [b, t, s, heads, head_dim], un-rotated (q and k RMS-normalised if qk_norm)."""
+        dtype = self.dtype or x_BTSD.dtype
+        x = x_BTSD.astype(dtype)
+
+        def project(kernel, bias_name):
+            y = jnp.einsum("btsd,dhp->btshp", x, kernel[...].astype(dtype))
+            if self.use_bias:
+                y = y + getattr(self, bias_name)[...].astype(dtype)
+            return constrain(y, _QKV_NAMES)
+
+        q = project(self.q_kernel, "q_bias")
+        k = project(self.k_kernel, "k_bias")
+        v = project(self.v_kernel, "v_bias")
+        if self.qk_norm:
+            q = _rms_norm(q, self.q_norm_scale[...])
+            k = _rms_norm(k, self.k_norm_scale[...])
+        return q, k, v
+
+    def _output(self, o_BTSHP):
+        dtype = o_BTSHP.dtype
+        y = jnp.einsum("btshp,hpd->btsd", o_BTSHP, self.out_kernel[...].astype(dtype))
+        if self.use_bias:
+            y = y + self.out_bias[...].astype(dtype)
+        return y
+
+    # -- parallel pass -------------------------------------------------------------------------
+
+    def __call__(self, x_BTSD: jax.Array, cache: KVCache | None = None) -> jax.Array:
+        """Attention over all frames of `x_BTSD [b, t, s, d]`, after the frames in `cache`."""
+        y, _ = self._parallel(x_BTSD, cache, "FrameLocalAttention")
+        return y
+
+    def prefill(self, x_BTSD: jax.Array, cache: KVCache | None = None) -> tuple[jax.Array, KVCache]:
+        """Parallel pass over `x_BTSD` plus the cache that continues after its last frame."""
+        y, (k, v) = self._parallel(x_BTSD, cache, "prefill")
+        b, _, tokens, _ = x_BTSD.shape
+        if cache is None:
+            cache = self.init_cache(b, tokens, dtype=k.dtype)
+        if self.window.is_full:
+            # Room for every new frame, known statically (filled <= capacity), so prefill works
+            # under jit; the growing cache's size is old capacity + t frames.
+            cache = cache.replace(
+                keys=_pad_slots(cache.keys, k.shape[1]), values=_pad_slots(cache.values, k.shape[1])
+            )
+        return y, commit_frames(cache, FrameKV(k, v))
+
+    def _parallel(self, x_BTSD, cache, what):
+        self._check_input(x_BTSD, what)
+        q, k, v = self._project(x_BTSD)
+        if cache is not None:
+            self._check_cache(cache, x_BTSD)
+        if self.window.is_full:
+            o = full_causal_attention(
+                q,
+                k,
+                v,
+                rope_base=self.rope_base,
+                query_block=self.query_block,
+                history=cache,
+                implementation=self.implementation,
+            )
+        else:
+            o = windowed_attention(
+                q,
+                k,
+                v,
+                self.window,
+                rope_base=self.rope_base,
+                query_block=self.query_block,
+                history=None if cache is None else cache.chronological(),
+                history_filled=None if cache is None else cache.filled,
+                implementation=self.implementation,
+            )
+        return self._output(o), (k, v)
+
+    # -- streaming -----------------------------------------------------------------------------
+
+    def init_cache(self, batch: int, tokens_per_frame: int, dtype=jnp.float32) -> KVCache:
+        """An empty cache: a ring of `cache_frames` frames, or a growing cache of capacity 0."""
+        ring = not self.window.is_full
+        return empty_cache(
+            batch,
+            self.window.lookback if ring else 0,
+            tokens_per_frame,
+            self.num_heads,
+            self.head_dim,
+            dtype,
+            ring=ring,
+        )
+
+    def step(self, x_BUSD: jax.Array, cache: KVCache) -> tuple[jax.Array, FrameKV]:
+        """Outputs for one unit of new frames, reading `cache`; returns them and their keys/values.
+
+        The cache is not modified: pass the returned `FrameKV` to `commit` once the frames are
+        final (in a diffusion sampler, after the last, clean pass).
+        """
+        self._check_input(x_BUSD, "step")
+        if x_BUSD.shape[1] != self.unit:
+            raise ValueError(
+                f"step takes one unit of {self.unit} frame(s) (x [b, {self.unit}, s, d]), got "
+                f"{x_BUSD.shape[1]} frames"
+            )
+        self._check_cache(cache, x_BUSD)
+        q, k, v = self._project(x_BUSD)
+        o = step_attention(
+            q,
+            k,
+            v,
+            cache,
+            self.window,
+            rope_base=self.rope_base,
+            implementation=self.implementation,
+        )
+        return self._output(o), FrameKV(k, v)
+
+    def commit(self, cache: KVCache, kv: FrameKV) -> KVCache:
+        """Writes the keys/values returned by `step` (whole units) into the cache."""
+        check_frames(cache, kv)
+        if kv.keys.shape[1] % self.unit:
+            raise ValueError(
+                f"commit takes whole units of {self.unit} frame(s), got {kv.keys.shape[1]} frames"
+            )
+        return commit_frames(cache, kv)
+
+    def reserve(self, cache: KVCache, frames: int) -> KVCache:
+        """Full causal: grow the cache (outside jit) so `frames` more frames can be committed."""
+        return reserve(cache, frames)
+
+    def _check_cache(self, cache: KVCache, x_BTSD) -> None:
+        if not isinstance(cache, KVCache):
+            raise TypeError(f"expected a KVCache, got {type(cache).__name__}")
+        expected_ring = not self.window.is_full
+        if cache.ring != expected_ring or (
+            expected_ring and cache.capacity != self.window.lookback
+        ):
+            kind = f"a ring of {self.window.lookback} frames" if expected_ring else "growing"
+            raise ValueError(
+                f"this layer's cache is {kind}; got a {'ring' if cache.ring else 'growing'} cache "
+                f"of {cache.capacity} frames"
+            )
+        b, _, tokens, _ = x_BTSD.shape
+        expected = (b, cache.capacity, tokens, self.num_heads, self.head_dim)
+        if cache.keys.shape != expected:
+            raise ValueError(
+                f"cache keys {cache.keys.shape} do not fit inputs: expected {expected}"
+            )
+
+
+def _rms_norm(x, scale, eps: float = 1e-6):
+    x32 = x.astype(jnp.float32)
+    normed = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + eps)
+    return (normed * scale.astype(jnp.float32)).astype(x.dtype)
+
+
+def _pad_slots(x, frames: int):
+    return jnp.pad(x, ((0, 0), (0, frames), (0, 0), (0, 0), (0, 0)))
