@@ -1,8 +1,8 @@
 """Chunked state-space-duality (SSD) scan: exact, matmul-shaped Mamba-2 over long sequences.
 
 The sequence is cut into chunks of Q tokens. Inside a chunk the recurrence is written as a masked
-quadratic form (attention-like, Q x Q); across chunks only the [h, p, n] state is carried by a
-short recurrence. Per chunk (cs = within-chunk inclusive cumsum of log-decays a = dt * A):
+quadratic form (attention-like, Q x Q); across chunks only the state is carried. Per chunk, with
+cs = the within-chunk inclusive cumsum of the log-decays a = dt * A:
 
     y_diag[q]  = sum_{s<=q} exp(cs[q] - cs[s]) * (C[q] . B[s]) * dt[s] * x[s]
     y_off[q]   = exp(cs[q]) * (C[q] @ S_in)                        S_in: state entering the chunk
@@ -13,16 +13,41 @@ Stability: exp is only ever taken of a masked difference `cs[q] - cs[s]` (q >= s
 overflowing, in values and gradients. Resets use an integer running count: a source s reaches a
 target q only if no reset lies in (s, q].
 
+Two schedules of the same per-chunk math (both exact, both tested):
+  * `loop`: one `fori_loop` step per chunk computes that chunk's output and advances the state.
+    Every intermediate of a chunk stays in cache; on CPU this is the fast one, because the
+    parallel schedule is bound by memory traffic over [chunks, ...] intermediates, not by FLOPs.
+  * `parallel`: the local parts of all chunks as large batched matmuls, a short scan over the
+    chunk states, then all read-outs at once: the standard SSD schedule for GPU/TPU.
+The state is kept transposed inside, [n, heads-in-group, p], so both the chunk-state product
+`B^T @ x` and the read-out `C @ S` are plain row-major matmuls without a copy of x.
+
 Ragged lengths are padded with dt = 0 (identity decay, no input), which leaves the outputs and
 the final state unchanged.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
 from lssvwm.ssm._checks import check_ssd_shapes
+
+
+class _Chunks(NamedTuple):
+    """Inputs cut into chunks: big arrays token-major, per-token scalars head-major."""
+
+    x_BCQHP: jax.Array
+    B_BCQGN: jax.Array
+    C_BCQGN: jax.Array
+    cs_BCHQ: jax.Array  # within-chunk cumulative log-decay (<= 0)
+    dt_BCHQ: jax.Array
+    from_start_BCHQ: jax.Array  # how much of the carried-in state reaches q (0 after a reset)
+    to_end_BCHQ: jax.Array  # weight of q's input in the chunk's end state (0 before a reset)
+    chunk_decay_BCH: jax.Array  # decay of the carried-in state across the whole chunk
+    episode_BCQ: jax.Array | None  # running reset count; None when there are no resets
 
 
 def _pad_length(a: jax.Array, pad: int) -> jax.Array:
@@ -33,86 +58,145 @@ def _pad_length(a: jax.Array, pad: int) -> jax.Array:
     return jnp.pad(a, widths)
 
 
-def ssd_chunked(x, dt, A, B, C, *, chunk_size=64, initial_state=None, reset=None):
-    """Chunked SSD; same contract as `lssvwm.ssm.ssd` (which dispatches here)."""
-    b, l, h, p, g, n = check_ssd_shapes(x, dt, A, B, C, initial_state, reset, has_length=True)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+def _cut_into_chunks(x, dt, A, B, C, reset, Q: int) -> _Chunks:
+    b, l, h, p = x.shape
+    g, n = B.shape[2:]
     f32 = jnp.float32
-    r = h // g  # heads per group
-    Q = min(chunk_size, l)
     pad = (-l) % Q
     nc = (l + pad) // Q
 
-    # [b, c, q, ...] layout; heads split into (group, head-in-group) so that B and C are shared.
     def chunks(a, *tail):
         return _pad_length(a, pad).reshape(b, nc, Q, *tail)
 
-    x_BCQGRP = chunks(x.astype(f32), g, r, p)
-    dt_BCQGR = chunks(dt.astype(f32), g, r)
-    B_BCQGN = chunks(B.astype(f32), g, n)
-    C_BCQGN = chunks(C.astype(f32), g, n)
-    A_GR = A.astype(f32).reshape(g, r)
-
-    cs_BCQGR = jnp.cumsum(dt_BCQGR * A_GR, axis=2)  # within-chunk cumulative log-decay, <= 0
-    if reset is None:
-        same_episode_QS = jnp.tril(jnp.ones((Q, Q), bool))[None, None]  # [1, 1, q, s]
-        no_reset_before_Q = None
-        no_reset_after_Q = None
-        no_reset_in_chunk = None
-    else:
-        count_BCQ = jnp.cumsum(chunks(reset.astype(jnp.int32)), axis=2)
-        same_episode_QS = jnp.tril(jnp.ones((Q, Q), bool))[None, None] & (
-            count_BCQ[:, :, :, None] == count_BCQ[:, :, None, :]
-        )  # [b, c, q, s]
-        no_reset_before_Q = count_BCQ == 0  # state from the previous chunk still reaches q
-        no_reset_after_Q = count_BCQ == count_BCQ[:, :, -1:]  # q's input still reaches chunk end
-        no_reset_in_chunk = count_BCQ[:, :, -1] == 0
-
-    # ---- 1. intra-chunk quadratic form -------------------------------------------------------
-    CB_BCGQS = jnp.einsum("bcqgn,bcsgn->bcgqs", C_BCQGN, B_BCQGN)
-    cs_BCGRQ = jnp.moveaxis(cs_BCQGR, 2, -1)
-    segment_BCGRQS = cs_BCGRQ[..., :, None] - cs_BCGRQ[..., None, :]
-    mask = same_episode_QS[:, :, None, None]  # broadcast over (g, r)
-    decay_BCGRQS = jnp.exp(jnp.where(mask, segment_BCGRQS, -jnp.inf))
-    dt_BCGRS = jnp.moveaxis(dt_BCQGR, 2, -1)
-    weights_BCGRQS = decay_BCGRQS * CB_BCGQS[:, :, :, None] * dt_BCGRS[..., None, :]
-    y_diag_BCQGRP = jnp.einsum("bcgrqs,bcsgrp->bcqgrp", weights_BCGRQS, x_BCQGRP)
-
-    # ---- 2. each chunk's own contribution to its end state ------------------------------------
-    to_end_BCQGR = jnp.exp(cs_BCQGR[:, :, -1:] - cs_BCQGR) * dt_BCQGR
-    if no_reset_after_Q is not None:
-        to_end_BCQGR = jnp.where(no_reset_after_Q[..., None, None], to_end_BCQGR, 0.0)
-    chunk_state_BCGRPN = jnp.einsum(
-        "bcqgrp,bcqgn->bcgrpn", x_BCQGRP * to_end_BCQGR[..., None], B_BCQGN
+    dt_BCHQ = jnp.swapaxes(chunks(dt.astype(f32), h), 2, 3)
+    cs_BCHQ = jnp.cumsum(dt_BCHQ * A.astype(f32)[:, None], axis=-1)
+    from_start = jnp.exp(cs_BCHQ)
+    to_end = jnp.exp(cs_BCHQ[..., -1:] - cs_BCHQ) * dt_BCHQ
+    chunk_decay = jnp.exp(cs_BCHQ[..., -1])
+    episode_BCQ = None
+    if reset is not None:
+        episode_BCQ = jnp.cumsum(chunks(reset.astype(jnp.int32)), axis=2)
+        from_start = jnp.where((episode_BCQ == 0)[:, :, None], from_start, 0.0)
+        reaches_end = episode_BCQ == episode_BCQ[:, :, -1:]
+        to_end = jnp.where(reaches_end[:, :, None], to_end, 0.0)
+        chunk_decay = jnp.where((episode_BCQ[:, :, -1] == 0)[..., None], chunk_decay, 0.0)
+    return _Chunks(
+        x_BCQHP=chunks(x.astype(f32), h, p),
+        B_BCQGN=chunks(B.astype(f32), g, n),
+        C_BCQGN=chunks(C.astype(f32), g, n),
+        cs_BCHQ=cs_BCHQ,
+        dt_BCHQ=dt_BCHQ,
+        from_start_BCHQ=from_start,
+        to_end_BCHQ=to_end,
+        chunk_decay_BCH=chunk_decay,
+        episode_BCQ=episode_BCQ,
     )
 
-    # ---- 3. recurrence over chunks (short: l / Q steps) ---------------------------------------
-    chunk_decay_BCGR = jnp.exp(cs_BCQGR[:, :, -1])
-    if no_reset_in_chunk is not None:
-        chunk_decay_BCGR = jnp.where(no_reset_in_chunk[..., None, None], chunk_decay_BCGR, 0.0)
-    if initial_state is None:
-        state0 = jnp.zeros((b, g, r, p, n), f32)
-    else:
-        state0 = initial_state.astype(f32).reshape(b, g, r, p, n)
+
+def _chunk_local(chunk: _Chunks):
+    """One chunk's own output and its own contribution to the end state.
+
+    `chunk` holds one chunk per field (the chunk axis removed: x [b, Q, h, p], cs [b, h, Q], ...).
+    Returns y_diag [b, h, Q, p] (head-major) and own_state [b, g, n, r, p].
+    """
+    b, Q, h, p = chunk.x_BCQHP.shape
+    g, n = chunk.B_BCQGN.shape[-2:]
+    r = h // g
+    C_BGQN = jnp.swapaxes(chunk.C_BCQGN, 1, 2)
+    B_BGQN = jnp.swapaxes(chunk.B_BCQGN, 1, 2)
+    CB_BGQS = jnp.matmul(C_BGQN, jnp.swapaxes(B_BGQN, -1, -2))
+    reaches_QS = jnp.tril(jnp.ones((Q, Q), bool))
+    if chunk.episode_BCQ is not None:
+        episode_BQ = chunk.episode_BCQ
+        reaches_QS = reaches_QS & (episode_BQ[:, :, None] == episode_BQ[:, None, :])
+        reaches_QS = reaches_QS[:, None, None]  # [b, 1, 1, Q, S]
+    cs_BGRQ = chunk.cs_BCHQ.reshape(b, g, r, Q)
+    segment_BGRQS = cs_BGRQ[..., :, None] - cs_BGRQ[..., None, :]
+    weights_BGRQS = (
+        jnp.exp(jnp.where(reaches_QS, segment_BGRQS, -jnp.inf))
+        * CB_BGQS[:, :, None]
+        * chunk.dt_BCHQ.reshape(b, g, r, 1, Q)
+    )
+    x_BGRQP = jnp.swapaxes(chunk.x_BCQHP, 1, 2).reshape(b, g, r, Q, p)
+    y_diag_BHQP = jnp.matmul(weights_BGRQS, x_BGRQP).reshape(b, h, Q, p)
+    # Own contribution to the end state: B^T @ (to_end * x), laid out [n, (r, p)].
+    x_in_BGRQP = x_BGRQP * chunk.to_end_BCHQ.reshape(b, g, r, Q, 1)
+    x_in_BGQK = jnp.moveaxis(x_in_BGRQP, 3, 2).reshape(b, g, Q, r * p)
+    own_BGNK = jnp.matmul(jnp.swapaxes(B_BGQN, -1, -2), x_in_BGQK)
+    return y_diag_BHQP, own_BGNK.reshape(b, g, n, r, p)
+
+
+def _chunk_readout(chunk: _Chunks, y_diag_BHQP, state_in_BGNRP):
+    """Adds what the carried-in state contributes; returns the chunk's y [b, Q, h, p]."""
+    b, g, n, r, p = state_in_BGNRP.shape
+    Q = chunk.x_BCQHP.shape[1]
+    C_BGQN = jnp.swapaxes(chunk.C_BCQGN, 1, 2)
+    y_off_BGQRP = jnp.matmul(C_BGQN, state_in_BGNRP.reshape(b, g, n, r * p)).reshape(b, g, Q, r, p)
+    y_off_BHQP = jnp.moveaxis(y_off_BGQRP, 2, 3).reshape(b, g * r, Q, p)
+    y_BHQP = y_diag_BHQP + chunk.from_start_BCHQ[..., None] * y_off_BHQP
+    return jnp.swapaxes(y_BHQP, 1, 2)
+
+
+def _advance_state(state_BGNRP, chunk_decay_BH, own_BGNRP):
+    b, g, _, r, _ = state_BGNRP.shape
+    return chunk_decay_BH.reshape(b, g, 1, r, 1) * state_BGNRP + own_BGNRP
+
+
+def _select_chunk(chunks: _Chunks, index) -> _Chunks:
+    take = lambda a: None if a is None else jax.lax.dynamic_index_in_dim(a, index, 1, False)
+    return _Chunks(*(take(a) for a in chunks))
+
+
+def _loop_schedule(chunks: _Chunks, state0_BGNRP):
+    b, nc, Q, h, p = chunks.x_BCQHP.shape
+
+    def body(index, carry):
+        state, y_BCQHP = carry
+        chunk = _select_chunk(chunks, index)
+        y_diag, own = _chunk_local(chunk)
+        y_chunk = _chunk_readout(chunk, y_diag, state)
+        y_BCQHP = jax.lax.dynamic_update_index_in_dim(y_BCQHP, y_chunk, index, 1)
+        return _advance_state(state, chunk.chunk_decay_BCH, own), y_BCQHP
+
+    y0 = jnp.zeros((b, nc, Q, h, p), jnp.float32)
+    final_state, y_BCQHP = jax.lax.fori_loop(0, nc, body, (state0_BGNRP, y0))
+    return y_BCQHP, final_state
+
+
+def _parallel_schedule(chunks: _Chunks, state0_BGNRP):
+    over_chunks = lambda fn: jax.vmap(fn, in_axes=1, out_axes=1)
+    y_diag_BCHQP, own_BCGNRP = over_chunks(_chunk_local)(chunks)
 
     def carry_state(state_in, inputs):
-        decay_BGR, own_BGRPN = inputs
-        return decay_BGR[..., None, None] * state_in + own_BGRPN, state_in
+        decay_BH, own = inputs
+        return _advance_state(state_in, decay_BH, own), state_in
 
-    final_BGRPN, state_in_CBGRPN = jax.lax.scan(
+    final_state, state_in_CBGNRP = jax.lax.scan(
         carry_state,
-        state0,
-        (jnp.moveaxis(chunk_decay_BCGR, 1, 0), jnp.moveaxis(chunk_state_BCGRPN, 1, 0)),
+        state0_BGNRP,
+        (jnp.moveaxis(chunks.chunk_decay_BCH, 1, 0), jnp.moveaxis(own_BCGNRP, 1, 0)),
     )
-    state_in_BCGRPN = jnp.moveaxis(state_in_CBGRPN, 0, 1)
+    state_in_BCGNRP = jnp.moveaxis(state_in_CBGNRP, 0, 1)
+    readout = jax.vmap(_chunk_readout, in_axes=(1, 1, 1), out_axes=1)
+    return readout(chunks, y_diag_BCHQP, state_in_BCGNRP), final_state
 
-    # ---- 4. what the carried-in state contributes to each position ---------------------------
-    from_start_BCQGR = jnp.exp(cs_BCQGR)
-    if no_reset_before_Q is not None:
-        from_start_BCQGR = jnp.where(no_reset_before_Q[..., None, None], from_start_BCQGR, 0.0)
-    y_off_BCQGRP = jnp.einsum("bcqgn,bcgrpn->bcqgrp", C_BCQGN, state_in_BCGRPN)
-    y_BCQGRP = y_diag_BCQGRP + from_start_BCQGR[..., None] * y_off_BCQGRP
 
-    y = y_BCQGRP.reshape(b, nc * Q, h, p)[:, :l]
-    return y.astype(x.dtype), final_BGRPN.reshape(b, h, p, n)
+def ssd_chunked(x, dt, A, B, C, *, chunk_size=64, initial_state=None, reset=None, schedule="loop"):
+    """Chunked SSD; same contract as `lssvwm.ssm.ssd`. `schedule` is "loop" or "parallel"."""
+    b, l, h, p, g, n = check_ssd_shapes(x, dt, A, B, C, initial_state, reset, has_length=True)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if schedule not in ("loop", "parallel"):
+        raise ValueError(f"schedule must be 'loop' or 'parallel', got {schedule!r}")
+    r = h // g
+    Q = min(chunk_size, l)
+    chunks = _cut_into_chunks(x, dt, A, B, C, reset, Q)
+    if initial_state is None:
+        state0_BGNRP = jnp.zeros((b, g, n, r, p), jnp.float32)
+    else:  # [b, h, p, n] -> [b, g, n, r, p]
+        state0_BGNRP = jnp.moveaxis(initial_state.astype(jnp.float32).reshape(b, g, r, p, n), -1, 2)
+    run = _loop_schedule if schedule == "loop" else _parallel_schedule
+    y_BCQHP, final_BGNRP = run(chunks, state0_BGNRP)
+    y = y_BCQHP.reshape(b, -1, h, p)[:, :l]
+    final_state = jnp.moveaxis(final_BGNRP, 2, -1).reshape(b, h, p, n)
+    return y.astype(x.dtype), final_state

@@ -1,8 +1,10 @@
-"""`ssd`: the public Mamba-2 scan, choosing between the chunked and the sequential algorithm."""
+"""`ssd`: the public Mamba-2 scan, choosing how to evaluate the recurrence."""
 
 from __future__ import annotations
 
 import enum
+
+import jax
 
 from lssvwm.ssm.chunked import ssd_chunked
 from lssvwm.ssm.recurrence import ssd_sequential
@@ -11,14 +13,22 @@ from lssvwm.ssm.recurrence import ssd_sequential
 class ScanMethod(enum.Enum):
     """How `ssd` evaluates the recurrence. All methods give the same result."""
 
-    AUTO = "auto"  # chunked, except for sequences so short that the plain scan is faster
-    CHUNKED = "chunked"  # state-space duality: matmuls inside chunks, short scan across chunks
+    AUTO = "auto"  # SEQUENTIAL for very short sequences, else CHUNKED
+    CHUNKED = "chunked"  # the chunked schedule that suits the current backend (below)
+    CHUNKED_LOOP = "chunked_loop"  # one loop step per chunk, intermediates stay in cache (CPU)
+    CHUNKED_PARALLEL = "chunked_parallel"  # all chunks as batched matmuls (GPU/TPU)
     SEQUENTIAL = "sequential"  # lax.scan over tokens; the reference
 
 
-# Below this length the sequential scan wins on CPU at the model's shapes (see
-# experiments/bench_ssd.py for the measurement that set it).
+# Below this length the plain token scan beats chunking on CPU (experiments/bench_ssd.py).
 SEQUENTIAL_MAX_LENGTH = 8
+
+
+def _chunked_schedule_for_backend() -> str:
+    # On CPU the parallel schedule is bound by memory traffic over its [chunks, ...]
+    # intermediates and the loop schedule wins (measured in experiments/bench_ssd.py).
+    # Accelerators have the bandwidth and want the parallelism.
+    return "loop" if jax.default_backend() == "cpu" else "parallel"
 
 
 def ssd(
@@ -40,7 +50,7 @@ def ssd(
       dt: [b, l, h] positive step sizes (already softplus-ed).
       A: [h] negative decay rates.
       B, C: [b, l, g, n]; head h uses group h // (h_total // g).
-      chunk_size: tokens per chunk of the chunked algorithm.
+      chunk_size: tokens per chunk of the chunked algorithms.
       initial_state: optional [b, h, p, n] state carried in from a previous call.
       reset: optional [b, l] 0/1 mask; at 1 the decay into that position is 0 (new episode).
       method: a `ScanMethod` or its string value.
@@ -55,6 +65,19 @@ def ssd(
         method = ScanMethod.SEQUENTIAL if length <= SEQUENTIAL_MAX_LENGTH else ScanMethod.CHUNKED
     if method is ScanMethod.SEQUENTIAL:
         return ssd_sequential(x, dt, A, B, C, initial_state=initial_state, reset=reset)
+    schedule = {
+        ScanMethod.CHUNKED: _chunked_schedule_for_backend(),
+        ScanMethod.CHUNKED_LOOP: "loop",
+        ScanMethod.CHUNKED_PARALLEL: "parallel",
+    }[method]
     return ssd_chunked(
-        x, dt, A, B, C, chunk_size=chunk_size, initial_state=initial_state, reset=reset
+        x,
+        dt,
+        A,
+        B,
+        C,
+        chunk_size=chunk_size,
+        initial_state=initial_state,
+        reset=reset,
+        schedule=schedule,
     )

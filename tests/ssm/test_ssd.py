@@ -63,13 +63,16 @@ def test_sequential_reference_matches_numpy(seed, b, l, h, p, g, n, chunk, reset
     np.testing.assert_allclose(final, final_np, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("schedule", ["loop", "parallel"])
 @pytest.mark.parametrize("seed,b,l,h,p,g,n,chunk,reset_prob,with_state", CASES)
-def test_chunked_matches_sequential(seed, b, l, h, p, g, n, chunk, reset_prob, with_state):
+def test_chunked_matches_sequential(
+    seed, b, l, h, p, g, n, chunk, reset_prob, with_state, schedule
+):
     inputs, state, reset = make_inputs(
         seed, b, l, h, p, g, n, reset_prob=reset_prob, with_state=with_state
     )
-    y, final = jax.jit(ssd_chunked, static_argnames="chunk_size")(
-        **inputs, chunk_size=chunk, initial_state=state, reset=reset
+    y, final = jax.jit(ssd_chunked, static_argnames=("chunk_size", "schedule"))(
+        **inputs, chunk_size=chunk, initial_state=state, reset=reset, schedule=schedule
     )
     y_ref, final_ref = ssd_sequential(**inputs, initial_state=state, reset=reset)
     assert y.shape == (b, l, h, p) and final.shape == (b, h, p, n)
@@ -122,7 +125,8 @@ def test_reset_at_start_ignores_initial_state_and_other_samples_keep_theirs():
     np.testing.assert_allclose(y[1], y_kept[1], rtol=1e-5, atol=1e-5)
 
 
-def test_gradients_match_sequential():
+@pytest.mark.parametrize("schedule", ["loop", "parallel"])
+def test_gradients_match_sequential(schedule):
     inputs, state, reset = make_inputs(7, 2, 21, 4, 4, 2, 8, reset_prob=0.1, with_state=True)
     weights = jax.random.normal(jax.random.key(99), (2, 21, 4, 4))
 
@@ -131,14 +135,14 @@ def test_gradients_match_sequential():
         return jnp.sum(y * weights) + jnp.sum(final**2) * 0.1
 
     args = (inputs["x"], inputs["dt"], inputs["A"], inputs["B"], inputs["C"], state)
-    chunked = lambda *a, **k: ssd_chunked(*a, chunk_size=8, **k)
+    chunked = lambda *a, **k: ssd_chunked(*a, chunk_size=8, schedule=schedule, **k)
     grads = jax.grad(lambda *a: loss(chunked, *a), argnums=tuple(range(6)))(*args)
     grads_ref = jax.grad(lambda *a: loss(ssd_sequential, *a), argnums=tuple(range(6)))(*args)
     for g, g_ref in zip(grads, grads_ref, strict=True):
         np.testing.assert_allclose(g, g_ref, rtol=2e-4, atol=2e-4)
 
 
-@pytest.mark.parametrize("method", ["chunked", "sequential"])
+@pytest.mark.parametrize("method", ["chunked_loop", "chunked_parallel", "sequential"])
 def test_finite_values_and_gradients_at_extreme_decay(method):
     b, l, h, p, g, n = 1, 64, 2, 4, 1, 4
     inputs, state, reset = make_inputs(8, b, l, h, p, g, n, with_state=True, reset_prob=0.05)
