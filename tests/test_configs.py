@@ -1,0 +1,76 @@
+"""Every config file builds; config-argument parsing and overrides fail loudly on typos."""
+
+import pathlib
+
+import ml_collections
+import pytest
+
+from configs import common
+from lssvwm.config_loading import apply_override, load_config
+
+CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
+CONFIG_FILES = sorted(
+    p for p in CONFIG_DIR.glob("*.py") if p.name not in ("__init__.py", "common.py")
+)
+
+
+def variants_of(path: pathlib.Path) -> list[str]:
+    """The file itself plus every variant its module lists in VARIANTS (if any)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_probe_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [str(path)] + [f"{path}:{v}" for v in getattr(module, "VARIANTS", ())]
+
+
+@pytest.mark.parametrize(
+    "spec", [s for p in CONFIG_FILES for s in variants_of(p)], ids=lambda s: s.split("/")[-1]
+)
+def test_every_config_file_builds_and_is_locked(spec):
+    config = load_config(spec)
+    assert isinstance(config, ml_collections.ConfigDict)
+    assert config.to_dict(), f"{spec} built an empty config"
+    with pytest.raises((AttributeError, KeyError)):
+        config.this_key_does_not_exist = 1
+
+
+def test_parse_arg_types_flags_and_positional_first_field():
+    parsed = common.parse_arg(
+        "tiny,runlocal,steps=20,lr=0.5", variant="base", runlocal=False, steps=1000, lr=1e-3
+    )
+    assert parsed.variant == "tiny" and parsed.runlocal is True
+    assert parsed.steps == 20 and isinstance(parsed.steps, int) and parsed.lr == 0.5
+    assert common.parse_arg("", variant="base").variant == "base"
+    assert common.parse_arg("runlocal=false", runlocal=True).runlocal is False
+
+
+@pytest.mark.parametrize(
+    "arg,message",
+    [("stepz=3", "stepz"), ("steps=many", "expected int"), ("runlocal=maybe", "expected a bool")],
+)
+def test_parse_arg_rejects_unknown_keys_and_bad_values(arg, message):
+    with pytest.raises(ValueError, match=message):
+        common.parse_arg(arg, steps=1, runlocal=False)
+
+
+def test_load_config_errors_and_overrides(tmp_path):
+    path = tmp_path / "tiny.py"
+    path.write_text(
+        "import ml_collections\n"
+        "from configs import common\n"
+        "def get_config(arg=None):\n"
+        "    a = common.parse_arg(arg, width=8)\n"
+        "    return ml_collections.ConfigDict({'model': {'width': a.width, 'depth': 2}})\n"
+    )
+    config = load_config(f"{path}:width=16", overrides={"model.depth": "4"})
+    assert config.model.width == 16 and config.model.depth == 4
+    with pytest.raises(KeyError, match="model.dpeth"):
+        apply_override(config, "model.dpeth", 3)
+    with pytest.raises(KeyError, match="modle"):
+        apply_override(config, "modle.depth", 3)
+    with pytest.raises(FileNotFoundError):
+        load_config(str(tmp_path / "missing.py"))
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    with pytest.raises(AttributeError, match="get_config"):
+        load_config(str(tmp_path / "empty.py"))
