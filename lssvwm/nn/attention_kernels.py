@@ -30,10 +30,12 @@ from lssvwm.nn.attention_cache import FrameKV, KVCache, overflowed
 from lssvwm.nn.attention_window import FrameWindow
 from lssvwm.nn.rope import apply_rope
 
-# Query frames per block when the caller gives none. Windowed: one lookback's worth (rounded to
-# the unit), so each block reads its own frames plus one block of history and the key windows
-# duplicate k/v at most twice; full causal: a fixed block (experiments/bench_attention.py).
-FULL_CAUSAL_QUERY_BLOCK = 16
+# Query frames per block when the caller gives none. Windowed: half a lookback (rounded up to the
+# unit), so each block reads 1.5 lookbacks of keys and k/v are duplicated about 3 times; this was
+# the fastest and leanest choice at k=10 on CPU, forward and backward, sliding and chunked
+# (experiments/bench_attention/results.json). Full causal: a fixed block of 8 frames, the leanest
+# there and no slower than 16 or 32. Accelerators may prefer larger blocks: it is a layer argument.
+FULL_CAUSAL_QUERY_BLOCK = 8
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -43,7 +45,7 @@ def _round_up(n: int, multiple: int) -> int:
 def default_query_block(window: FrameWindow) -> int:
     if window.is_full:
         return _round_up(FULL_CAUSAL_QUERY_BLOCK, window.unit)
-    return _round_up(max(window.lookback, 1), window.unit)
+    return _round_up(max(-(-window.lookback // 2), 1), window.unit)
 
 
 def resolve_query_block(window: FrameWindow, frames: int, query_block: int | None) -> int:
@@ -233,6 +235,9 @@ def full_causal_attention(
     values = values.reshape(b, num_keys, heads, head_dim)
     q_blocks = q_rot.reshape(b, num_blocks, block * tokens, heads, head_dim).swapaxes(0, 1)
 
+    # Rematerialised in the backward pass: otherwise every block's softmax weights are kept, and
+    # training memory is O((t*s)^2) again (experiments/bench_attention).
+    @jax.checkpoint
     def attend_block(args):
         index, q_block = args
         query_tokens = index * block + _token_frames(jnp.arange(block), tokens)
