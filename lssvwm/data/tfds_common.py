@@ -39,6 +39,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import hashlib
+import inspect
 import json
 import logging
 import multiprocessing
@@ -287,6 +288,14 @@ class EpisodeDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=T
         self._start_method = start_method
         super().__init__(file_format=file_format, **kwargs)
 
+    # TFDS looks up a builder's source file (for an optional checksums file) through
+    # `importlib_resources` when the builder lives in a package; that module is not a TFDS
+    # dependency, and the plain file path is all it needs.
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls) -> epath.Path:
+        return epath.Path(inspect.getfile(cls))
+
     # ---- construction from a `data` ConfigDict ------------------------------------------
 
     @classmethod
@@ -348,6 +357,11 @@ class EpisodeDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=T
     def expected_episode_length(self) -> int | None:
         """Frames per episode when known in advance (sizes the progress bar), else None."""
         return None
+
+    def expected_total_frames(self) -> int | None:
+        """Frames in all splits when known in advance (sizes the progress bar), else None."""
+        length = self.expected_episode_length()
+        return None if length is None else length * sum(self.split_episodes().values())
 
     def description(self) -> str:
         return self.__doc__ or ""
@@ -427,10 +441,7 @@ class EpisodeDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=T
             logging.info(
                 "%s: resuming, %d shards already written in %s", self.name, resumed, staging
             )
-        episode_length = self.expected_episode_length()
-        total = None
-        if episode_length is not None:
-            total = episode_length * sum(self.split_episodes().values())
+        total = self.expected_total_frames()
         start = time.time()
         with tfds.core.utils.tqdm(
             desc=f"Generating {self.name}/{self.builder_config.name}",
