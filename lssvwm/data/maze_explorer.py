@@ -19,9 +19,9 @@ turn step per frame) before each straight move, so episodes revisit places many 
 Part of the time (`retrace_fraction` of the frames, ~20% by default) it instead *retraces*:
 it undoes its most recent moves by replaying their inverse actions — stepping backwards along
 the way it came and turning back — which puts "walk the path backwards" inside the training
-distribution. With `revisit_after = N` (the reasoning task) it explores normally for N frames
-and then only walks to places it has already visited, through visited blocks, never
-retracing.
+distribution. With `revisit_after = N` (the reasoning task) it explores normally for N frames,
+finishes the block-to-block step in progress, and from then on only walks to places it has
+already visited, through visited blocks, never retracing.
 
 Public API: NOOP, FORWARD, BACKWARD, TURN_LEFT, TURN_RIGHT, ACTION_NAMES, INVERSE_ACTION,
             ExplorerConfig, Trajectory, explore(maze, rng, length, config, revisit_after=None)
@@ -225,6 +225,12 @@ def explore(
                 walker.apply(action)
             if budget() <= 0:
                 break
+            if (
+                not revisiting
+                and revisit_after is not None
+                and len(walker.actions) >= revisit_after
+            ):
+                break  # switch to revisiting at the next block centre, not the old goal
 
     q = np.asarray(walker.positions[:length], np.float64)
     offset = 0.5 - (n // 2) / n
