@@ -1,9 +1,10 @@
 """Benchmark: blocked frame-local attention vs one dense-masked attention over the whole sequence.
 
-Kernel level (q, k, v given, no projections), jitted, forward and forward+backward. Times are
-medians of interleaved repetitions (every candidate runs once per repetition; shared machines are
-noisy); memory is XLA's compiled temporary-buffer size (`memory_analysis().temp_size_in_bytes`),
-i.e. the working memory beyond inputs and outputs.
+Kernel level (q, k, v given, no projections), jitted, forward and forward+backward; then the
+layer's streaming step (+ commit) after a growing number of frames, sliding vs full causal.
+Times are medians of interleaved repetitions (every candidate runs once per repetition; shared
+machines are noisy); memory is XLA's compiled temporary-buffer size
+(`memory_analysis().temp_size_in_bytes`), i.e. the working memory beyond inputs and outputs.
 
     python -m experiments.bench_attention.bench_attention \
         --out experiments/bench_attention/results.json
@@ -20,7 +21,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
+from lssvwm.nn.attention import FrameLocalAttention
 from lssvwm.nn.attention_kernels import (
     dense_masked_attention,
     full_causal_attention,
@@ -100,6 +103,44 @@ def measure(window: FrameWindow, shape, query_blocks, reps: int) -> dict:
     }
 
 
+def measure_streaming(window: FrameWindow, shape, frames_seen, reps: int) -> list[dict]:
+    """Per-unit time of a jitted layer step + commit, and cache bytes, after `frames_seen` frames.
+
+    The cache is filled by `prefill` (the parallel pass), then one unit is stepped and committed.
+    """
+    b, _, s, h, p = shape
+    layer = FrameLocalAttention(
+        h * p,
+        h,
+        rngs=nnx.Rngs(0),
+        window=window.frames,
+        chunk_size=window.chunk if window.is_chunked else None,
+    )
+    graphdef, state = nnx.split(layer)
+
+    @jax.jit
+    def step_and_commit(state, x, cache):
+        module = nnx.merge(graphdef, state)
+        y, kv = module.step(x, cache)
+        return y, module.commit(cache, kv)
+
+    prefill = jax.jit(lambda state, x: nnx.merge(graphdef, state).prefill(x))
+    rng = np.random.default_rng(0)
+    rows = []
+    for seen in frames_seen:
+        context = jnp.asarray(rng.standard_normal((b, seen, s, h * p)), jnp.float32)
+        _, cache = prefill(state, context)
+        cache = layer.reserve(cache, layer.unit)  # growing cache: room for the stepped unit
+        x = jnp.asarray(rng.standard_normal((b, layer.unit, s, h * p)), jnp.float32)
+        seconds = interleaved_medians(
+            {"step": lambda x=x, c=cache: step_and_commit(state, x, c)}, reps
+        )
+        rows.append(
+            {"frames_seen": seen, "seconds_per_unit": seconds["step"], "cache_bytes": cache.nbytes}
+        )
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help="write results JSON here")
@@ -137,6 +178,24 @@ def main():
             print(
                 f"{row['candidate']:<14}{row['mode']:<9}{row['seconds'] * 1e3:>9.2f}"
                 f"{row['ratio_to_dense']:>9.2f}{temp:>10}{row['max_abs_diff_vs_dense']:>11.1e}"
+            )
+    streaming = (
+        [(FrameWindow(10), [20])]
+        if args.quick
+        else [(FrameWindow(10), [20, 80, 320]), (FrameWindow(None), [20, 80, 320])]
+    )
+    results["streaming"] = []
+    for window, seen in streaming:
+        shape = cases[0][1]
+        rows = measure_streaming(window, shape, seen, args.reps)
+        results["streaming"].append(
+            {"window": {"frames": window.frames, "chunk": window.chunk}, "rows": rows}
+        )
+        print(f"\nstreaming step+commit, window={window.frames}, [b,s,h,p]={shape[:1] + shape[2:]}")
+        for row in rows:
+            print(
+                f"after {row['frames_seen']:>4} frames: {row['seconds_per_unit'] * 1e3:8.2f} ms"
+                f"  cache {row['cache_bytes'] / 2**20:8.2f} MiB"
             )
     if args.out:
         with open(args.out, "w") as f:
