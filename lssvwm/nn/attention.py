@@ -84,7 +84,21 @@ _QKV_NAMES = ("batch", "time", "tokens", "heads", "head_dim")
 
 
 class FrameLocalAttention(nnx.Module):
-    """Multi-head attention over `x_BTSD` with a frame-level causal window (module docstring)."""
+    """Multi-head attention over `x_BTSD` with a frame-level causal window (module docstring).
+
+    Args:
+      embed_dim, num_heads: model width d and attention heads; head_dim defaults to d / heads.
+      window: k frames (sliding or chunked), or None for full causal attention.
+      chunk_size: c > 1 selects the chunked form (c must divide k); None/1 the sliding window.
+      max_frames: the training window; a longer attention window is an error.
+      query_block: query frames per block of the parallel pass (a multiple of the unit; default
+        from lssvwm.nn.attention_kernels.default_query_block). Changes speed, not results.
+      qk_norm: RMS-normalise queries and keys per head (learned scale over head_dim).
+      rope_base: rotary base over frame distances.
+      use_bias: biases on the q/k/v and output projections.
+      dtype: compute dtype (default: the input's); param_dtype: parameter dtype.
+      implementation: `jax.nn.dot_product_attention` implementation (None = XLA).
+    """
 
     def __init__(
         self,

@@ -15,7 +15,12 @@ frame are in every real query's future (sliding) or in a chunk of their own (chu
 whole chunks only), so the causal pattern already hides them.
 
 Full causal pass (`full_causal_attention`): query blocks of Q frames against all keys, one block at
-a time (`lax.map`), so memory is O(Q*s * t*s) rather than O((t*s)^2).
+a time (`lax.map`, rematerialised in the backward pass), so memory is O(Q*s * t*s) rather than
+O((t*s)^2); compute is still t*s * t*s (future keys are masked, not skipped).
+
+`implementation` is passed to `jax.nn.dot_product_attention`; only "xla" (the default on every
+backend) has been tested here, on CPU. Whether "cudnn" accepts this mask + key-length combination
+is unverified.
 """
 
 from __future__ import annotations
@@ -61,8 +66,10 @@ def resolve_query_block(window: FrameWindow, frames: int, query_block: int | Non
 
 
 def check_qkv(q, k, v) -> None:
-    if q.ndim != 5:
-        raise ValueError(f"expected q, k, v as [b, frames, tokens, heads, head_dim], got {q.shape}")
+    if q.ndim != 5 or q.shape[1] < 1:
+        raise ValueError(
+            f"expected q, k, v as [b, frames >= 1, tokens, heads, head_dim], got {q.shape}"
+        )
     if not (q.shape == k.shape == v.shape):
         raise ValueError(f"q {q.shape}, k {k.shape} and v {v.shape} must have the same shape")
 
