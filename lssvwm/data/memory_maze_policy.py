@@ -161,7 +161,8 @@ class ExplorerPolicy:
         self._rng = rng
         self.path: list[Cell] = []
         self._aim = 0  # index into self.path of the cell whose centre the agent walks to
-        self._previous_start: Cell | None = None
+        self._leg_start: Cell | None = None  # where the walk to the current goal began
+        self._replan = False
         self._recent_positions: collections.deque = collections.deque(
             maxlen=self.config.stuck_window
         )
@@ -194,13 +195,13 @@ class ExplorerPolicy:
             )
         return x, y
 
-    def _choose_goal(self, cell: Cell) -> Cell:
+    def _choose_goal(self, cell: Cell, previous_start: Cell | None) -> Cell:
         if (
-            self._previous_start is not None
-            and self._previous_start != cell
+            previous_start is not None
+            and previous_start != cell
             and self._rng.random() < self.config.retrace_prob
         ):
-            return self._previous_start
+            return previous_start
         distance = bfs_distances(self.free_YX, cell)
         far = np.argwhere(distance >= self.config.min_goal_distance)
         if len(far) == 0:
@@ -215,8 +216,8 @@ class ExplorerPolicy:
         self._aim = 0
 
     def _new_goal(self, cell: Cell) -> None:
-        self._previous_start = self.path[0] if self.path else cell
-        self._plan(cell, self._choose_goal(cell))
+        previous_start, self._leg_start = self._leg_start, cell
+        self._plan(cell, self._choose_goal(cell, previous_start))
 
     def _is_stuck(self) -> bool:
         if len(self._recent_positions) < self.config.stuck_window:
@@ -228,8 +229,8 @@ class ExplorerPolicy:
 
     def act(self, agent_pos: Sequence[float], agent_dir: Sequence[float]) -> int:
         """The next action for an agent at `agent_pos` (cells) facing `agent_dir` (unit xy)."""
-        pos = np.asarray(agent_pos, dtype=np.float64)[:2]
-        direction = np.asarray(agent_dir, dtype=np.float64)[:2]
+        pos = np.array(agent_pos, dtype=np.float64)[:2]  # a copy: the stuck detector keeps it
+        direction = np.array(agent_dir, dtype=np.float64)[:2]
         if not (np.isfinite(pos).all() and np.isfinite(direction).all()):
             raise ValueError(f"non-finite agent state: pos={pos}, dir={direction}")
         action = self._choose(pos, direction)
@@ -249,13 +250,14 @@ class ExplorerPolicy:
             self._recent_actions.clear()
             self._escape_action = LEFT if self._rng.random() < 0.5 else RIGHT
             self._escape_left = cfg.escape_steps - 1
-            self.path = []  # re-plan from wherever the escape leaves the agent
+            self._replan = True  # from wherever the escape leaves the agent, same goal
             return self._escape_action
 
         cell = self._cell_of(pos)
         if not self.path:
             self._new_goal(cell)
-        elif cell not in self.path[max(self._aim - 1, 0) :]:
+        elif self._replan or cell not in self.path[max(self._aim - 1, 0) :]:
+            self._replan = False
             self._plan(cell, self.path[-1])  # drifted off the path: re-plan to the same goal
         else:
             # Skip ahead if the agent already reached a later cell of the path.
