@@ -14,7 +14,7 @@ overflowing, in values and gradients. Resets use an integer running count: a sou
 target q only if no reset lies in (s, q].
 
 Two schedules of the same per-chunk math (both exact, both tested):
-  * `loop`: one `fori_loop` step per chunk computes that chunk's output and advances the state.
+  * `loop`: one `lax.scan` step per chunk computes that chunk's output and advances the state.
     Every intermediate of a chunk stays in cache; on CPU this is the fast one, because the
     parallel schedule is bound by memory traffic over [chunks, ...] intermediates, not by FLOPs.
   * `parallel`: the local parts of all chunks as large batched matmuls, a short scan over the
@@ -142,25 +142,25 @@ def _advance_state(state_BGNRP, chunk_decay_BH, own_BGNRP):
     return chunk_decay_BH.reshape(b, g, 1, r, 1) * state_BGNRP + own_BGNRP
 
 
-def _select_chunk(chunks: _Chunks, index) -> _Chunks:
-    take = lambda a: None if a is None else jax.lax.dynamic_index_in_dim(a, index, 1, False)
-    return _Chunks(*(take(a) for a in chunks))
-
-
 def _loop_schedule(chunks: _Chunks, state0_BGNRP):
-    b, nc, Q, h, p = chunks.x_BCQHP.shape
+    """One `lax.scan` step per chunk over chunk-major inputs.
 
-    def body(index, carry):
-        state, y_BCQHP = carry
-        chunk = _select_chunk(chunks, index)
+    A scan over `xs` (rather than a fori_loop slicing closed-over arrays) keeps reverse mode
+    linear: the cotangents of a closed-over array would be accumulated at full size per step.
+    The step is rematerialised in reverse mode: recomputing a chunk's Q x Q weights from its
+    inputs is cheaper than writing and re-reading them for every chunk (measured ~1.6x faster
+    forward+backward on CPU at length 4096).
+    """
+    chunk_major = lambda a: None if a is None else jnp.moveaxis(a, 1, 0)
+    xs = _Chunks(*(chunk_major(a) for a in chunks))
+
+    def body(state, chunk):
         y_diag, own = _chunk_local(chunk)
         y_chunk = _chunk_readout(chunk, y_diag, state)
-        y_BCQHP = jax.lax.dynamic_update_index_in_dim(y_BCQHP, y_chunk, index, 1)
-        return _advance_state(state, chunk.chunk_decay_BCH, own), y_BCQHP
+        return _advance_state(state, chunk.chunk_decay_BCH, own), y_chunk
 
-    y0 = jnp.zeros((b, nc, Q, h, p), jnp.float32)
-    final_state, y_BCQHP = jax.lax.fori_loop(0, nc, body, (state0_BGNRP, y0))
-    return y_BCQHP, final_state
+    final_state, y_CBQHP = jax.lax.scan(jax.checkpoint(body), state0_BGNRP, xs)
+    return jnp.moveaxis(y_CBQHP, 0, 1), final_state
 
 
 def _parallel_schedule(chunks: _Chunks, state0_BGNRP):
