@@ -12,7 +12,10 @@ Fields:
   train_split, eval_split   splits read for training and held-out evaluation
   fields        fields the pipelines decode (add "depth" for the spatial-memory model)
 
-Public API: maze3d_defaults(preset), video_folder_defaults(path)
+It is also a config file for the data CLIs (`--data=lssvwm/data/config.py:maze3d_small`):
+`get_config(arg)` with arg `maze3d` (the default preset), `maze3d_<preset>` or `video_folder`.
+
+Public API: maze3d_defaults(preset), video_folder_defaults(path), get_config(arg)
 """
 
 from __future__ import annotations
@@ -52,3 +55,14 @@ def video_folder_defaults(path: str = "") -> ml_collections.ConfigDict:
     data.fields = ("frames", "actions")
     data.video_folder = ml_collections.ConfigDict(video_folder.default_params(path))
     return data
+
+
+def get_config(arg: str = "maze3d") -> ml_collections.ConfigDict:
+    """`maze3d`, `maze3d_<preset>` (e.g. `maze3d_small`) or `video_folder`."""
+    if arg == "video_folder":
+        return video_folder_defaults()
+    if arg == "maze3d":
+        return maze3d_defaults()
+    if arg.startswith("maze3d_"):
+        return maze3d_defaults(arg.removeprefix("maze3d_"))
+    raise ValueError(f"unknown data config {arg!r}: use maze3d, maze3d_<preset> or video_folder")
