@@ -79,13 +79,13 @@ def _complete_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """DEFAULT_PARAMS overridden by `params`, checked; canonical JSON values."""
     unknown = sorted(set(params) - set(DEFAULT_PARAMS))
     if unknown:
-        raise KeyError(
+        raise ValueError(
             f"unknown memory_maze parameter(s) {unknown}; known: {sorted(DEFAULT_PARAMS)}"
         )
     full = json.loads(json.dumps({**DEFAULT_PARAMS, **params}, sort_keys=True))
     unknown = sorted(set(full["explorer"]) - {f.name for f in dataclasses.fields(ExplorerConfig)})
     if unknown:
-        raise KeyError(f"unknown memory_maze explorer parameter(s) {unknown}")
+        raise ValueError(f"unknown memory_maze explorer parameter(s) {unknown}")
     for name in ("episode_length", "segment_length", "train_episodes", "test_episodes"):
         if not isinstance(full[name], int) or full[name] < 1:
             raise ValueError(f"memory_maze {name} must be a positive integer, got {full[name]}")

@@ -136,9 +136,9 @@ def test_config_and_builder_params_are_checked():
         MemoryMazeConfig(maze_size=10)
     with pytest.raises(ValueError, match="episode_length"):
         MemoryMazeConfig(episode_length=0)
-    with pytest.raises(KeyError, match="mazesize"):
+    with pytest.raises(ValueError, match="mazesize"):
         MemoryMaze.builder_config_for({"mazesize": 9})
-    with pytest.raises(KeyError, match="explorer parameter"):
+    with pytest.raises(ValueError, match="explorer parameter"):
         MemoryMaze.builder_config_for({"explorer": {"speed": 2}})
     with pytest.raises(ValueError, match="multiple of segment_length"):
         MemoryMaze.builder_config_for({"episode_length": 100, "segment_length": 64})
@@ -351,3 +351,24 @@ def test_tiny_dataset_builds_in_parallel_and_reads_back_without_tensorflow(tmp_p
     for field, value in fresh.items():
         np.testing.assert_array_equal(stored[field], value, err_msg=field)
     assert "tensorflow" not in sys.modules
+
+
+@needs_memory_maze
+@pytest.mark.slow
+def test_exploring_policy_in_memory_maze_revisits_and_does_not_stare_at_walls():
+    """A Memory Maze-length episode (1000 steps): coverage, revisits, little wall-staring."""
+    config = MemoryMazeConfig(episode_length=1000, seed=7)
+    episode = mme.record_episode(config, 0)
+    depth = episode["depth"]
+    centre = depth[:, 24:40, 24:40].reshape(len(depth), -1)
+    assert np.mean(centre.min(axis=1) < 0.5) < 0.05, "the view centre is rarely at a wall"
+    cells = [tuple(c) for c in np.floor(episode["position"][:, :2] / 2).astype(int)]
+    assert len(set(cells)) >= 25
+    last_seen, gaps = {}, []
+    for t, cell in enumerate(cells):
+        if cell in last_seen and t - last_seen[cell] > 1:
+            gaps.append(t - last_seen[cell])
+        last_seen[cell] = t
+    assert len(gaps) >= 50 and max(gaps) >= 300, "places are revisited, some much later"
+    moving = np.isin(episode["actions"], [1, 4, 5]).mean()
+    assert moving > 0.5
