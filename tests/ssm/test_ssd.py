@@ -5,7 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lssvwm.ssm import ScanMethod, ssd, ssd_chunked, ssd_sequential, ssd_step
+from lssvwm.ssm import ScanMethod, ssd_chunked, ssd_sequential, ssd_step
+from lssvwm.ssm import ssd as ssd_eager
+
+# Jitted once here: eager op-by-op dispatch of scans and their gradients is what makes tests slow.
+ssd = jax.jit(ssd_eager, static_argnames=("chunk_size", "method"))
 
 
 def make_inputs(seed, b, l, h, p, g, n, *, reset_prob=0.0, with_state=False, dt_scale=1.0):
@@ -57,7 +61,7 @@ def test_sequential_reference_matches_numpy(seed, b, l, h, p, g, n, chunk, reset
     inputs, state, reset = make_inputs(
         seed, b, l, h, p, g, n, reset_prob=reset_prob, with_state=with_state
     )
-    y, final = ssd_sequential(**inputs, initial_state=state, reset=reset)
+    y, final = jax.jit(ssd_sequential)(**inputs, initial_state=state, reset=reset)
     y_np, final_np = numpy_recurrence(**inputs, state=state, reset=reset)
     np.testing.assert_allclose(y, y_np, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(final, final_np, rtol=1e-4, atol=1e-4)
@@ -74,7 +78,7 @@ def test_chunked_matches_sequential(
     y, final = jax.jit(ssd_chunked, static_argnames=("chunk_size", "schedule"))(
         **inputs, chunk_size=chunk, initial_state=state, reset=reset, schedule=schedule
     )
-    y_ref, final_ref = ssd_sequential(**inputs, initial_state=state, reset=reset)
+    y_ref, final_ref = jax.jit(ssd_sequential)(**inputs, initial_state=state, reset=reset)
     assert y.shape == (b, l, h, p) and final.shape == (b, h, p, n)
     assert final.dtype == jnp.float32
     np.testing.assert_allclose(y, y_ref, rtol=1e-4, atol=1e-4)
@@ -136,8 +140,10 @@ def test_gradients_match_sequential(schedule):
 
     args = (inputs["x"], inputs["dt"], inputs["A"], inputs["B"], inputs["C"], state)
     chunked = lambda *a, **k: ssd_chunked(*a, chunk_size=8, schedule=schedule, **k)
-    grads = jax.grad(lambda *a: loss(chunked, *a), argnums=tuple(range(6)))(*args)
-    grads_ref = jax.grad(lambda *a: loss(ssd_sequential, *a), argnums=tuple(range(6)))(*args)
+    grads = jax.jit(jax.grad(lambda *a: loss(chunked, *a), argnums=tuple(range(6))))(*args)
+    grads_ref = jax.jit(jax.grad(lambda *a: loss(ssd_sequential, *a), argnums=tuple(range(6))))(
+        *args
+    )
     for g, g_ref in zip(grads, grads_ref, strict=True):
         np.testing.assert_allclose(g, g_ref, rtol=2e-4, atol=2e-4)
 
@@ -155,7 +161,7 @@ def test_finite_values_and_gradients_at_extreme_decay(method):
         )
         return jnp.sum(y) + jnp.sum(final)
 
-    value, grads = jax.value_and_grad(loss, argnums=(0, 1, 2, 3, 4))(*inputs.values())
+    value, grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3, 4)))(*inputs.values())
     assert jnp.isfinite(value)
     for grad in grads:
         assert jnp.all(jnp.isfinite(grad))
@@ -179,7 +185,7 @@ def test_vmap_over_an_extra_axis():
     inputs, _, _ = make_inputs(10, 2, 17, 2, 4, 1, 4)
     stacked = {k: jnp.stack([v, v * 0.5]) if k != "A" else v for k, v in inputs.items()}
     fn = lambda x, dt, B, C: ssd(x, dt, inputs["A"], B, C, chunk_size=8)
-    y, final = jax.vmap(fn)(stacked["x"], stacked["dt"], stacked["B"], stacked["C"])
+    y, final = jax.jit(jax.vmap(fn))(stacked["x"], stacked["dt"], stacked["B"], stacked["C"])
     y0, final0 = fn(stacked["x"][1], stacked["dt"][1], stacked["B"][1], stacked["C"][1])
     np.testing.assert_allclose(y[1], y0, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(final[1], final0, rtol=1e-5, atol=1e-5)
