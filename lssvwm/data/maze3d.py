@@ -113,6 +113,10 @@ class Maze3dParams:
             noop_probability=self.noop_probability,
         )
 
+    def world_size(self) -> tuple[float, float]:
+        """(x, y) extent of the maze in metres: positions lie in [0, x) x [0, y)."""
+        return (2.0 * self.maze_cols + 1, 2.0 * self.maze_rows + 1)
+
     def reasoning_length(self) -> int:
         """Frames per reasoning episode: context + horizon rounded up to whole segments."""
         total = self.reasoning_context + self.reasoning_horizon

@@ -3,6 +3,7 @@
   DATASET_BUILDERS                 name -> "module:Class" of the episode dataset builders
   builder_class(name)              imports and returns the builder class
   get_builder(data_config, ...)    the builder for a `data` ConfigDict, built on first use
+  open_split(data_config, split)   get_builder + SegmentSource in one call
   EpisodeIndex                     (episode, segment) <-> record number, from episode_index.json
   SegmentSource                    grain-compatible random-access source of segment records,
                                    decoding only the requested fields (depth only when asked)
@@ -62,6 +63,19 @@ def get_builder(data_config, *, build: bool = True, **builder_kwargs):
     if build:
         builder.download_and_prepare()
     return builder
+
+
+def open_split(
+    data_config, split: str | None = None, fields: Sequence[str] | None = None, **builder_kwargs
+) -> SegmentSource:
+    """A `SegmentSource` over `split` (default `data_config.train_split`) of the dataset,
+    building it on first use; `fields` default to `data_config.fields` (else all but depth)."""
+    builder = get_builder(data_config, **builder_kwargs)
+    if split is None:
+        split = data_config.get("train_split", "train")
+    if fields is None and data_config.get("fields") is not None:
+        fields = tuple(data_config.fields)
+    return SegmentSource(builder, split, fields=fields)
 
 
 @dataclasses.dataclass(frozen=True)

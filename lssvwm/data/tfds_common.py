@@ -199,8 +199,11 @@ def _write_shard(task: _ShardTask) -> None:
             index.append([episode_index, len(records)])
             if _PROGRESS_QUEUE is not None:
                 _PROGRESS_QUEUE.put(num_frames)
-    finally:
+    except BaseException:
         writer.close()
+        os.remove(tmp_path)
+        raise
+    writer.close()
     os.replace(tmp_path, task.path)
     sidecar_tmp = f"{task.path}{_SHARD_SIDECAR_SUFFIX}.tmp{os.getpid()}"
     with open(sidecar_tmp, "w") as f:
@@ -408,6 +411,8 @@ class EpisodeDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=T
         del dl_manager, download_config
         staging = self.staging_path()
         staging.mkdir(parents=True, exist_ok=True)
+        for leftover in staging.glob("*.tmp*"):  # from a process killed mid-shard
+            leftover.unlink()
         (staging / "params.json").write_text(json.dumps(self.params, sort_keys=True, indent=1))
         layout, source = self.layout(), self.episode_source()
         per_shard = self.episodes_per_shard()

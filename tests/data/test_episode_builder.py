@@ -122,3 +122,44 @@ def test_from_config_names_presets_and_custom_params(tmp_path):
     assert custom.name == tfds_common.config_name_for(custom.params)
     with pytest.raises(KeyError, match="no section 'toy_episodes'"):
         toy.ToyEpisodes.from_config(ml_collections.ConfigDict({"dataset": "toy"}))
+
+
+def test_worker_errors_surface_and_finished_shards_are_kept(tmp_path):
+    builder = toy.FailingToyEpisodes(data_dir=tmp_path, num_workers=2)
+    with pytest.raises(ValueError, match="episode 3 is broken"):
+        builder.download_and_prepare()
+    staged = sorted(p.name for p in builder.staging_path().iterdir())
+    # Shard 1 (episodes 2, 3) failed; the others finished and wait for the next attempt.
+    prefix = "failing_toy_episodes-train.array_record"
+    assert f"{prefix}-00000-of-00003.index.json" in staged
+    assert f"{prefix}-00001-of-00003.index.json" not in staged
+    assert not any(".tmp" in name for name in staged)
+    assert not builder.data_path.exists()
+
+
+def test_open_split_uses_the_config_fields(tmp_path):
+    import ml_collections
+
+    data = ml_collections.ConfigDict(
+        {
+            "dataset": "maze3d",
+            "data_dir": str(tmp_path),
+            "num_workers": 0,
+            "fields": ("frames", "depth"),
+            "train_split": "test",
+            "maze3d": dict(
+                height=8,
+                width=8,
+                maze_rows=2,
+                maze_cols=2,
+                episode_length=16,
+                segment_length=8,
+                train_episodes=1,
+                test_episodes=1,
+                reasoning_episodes=0,
+            ),
+        }
+    )
+    source = sources.open_split(data)
+    assert source.split == "test" and source.fields == ("frames", "depth")
+    assert source[0]["depth"].shape == (8, 8, 8)

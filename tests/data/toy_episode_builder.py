@@ -85,3 +85,20 @@ class FlakyToyEpisodes(ToyEpisodes, skip_registration=True):
 
     def episode_source(self):
         return FlakyToySource(length=self.params["length"])
+
+
+@dataclasses.dataclass(frozen=True)
+class FailingToySource(ToySource):
+    """Raises for train episode `fail_at` (picklable, so it fails inside pool workers too)."""
+
+    fail_at: int = 3
+
+    def __call__(self, split: str, index: int) -> dict[str, np.ndarray]:
+        if split == "train" and index == self.fail_at:
+            raise ValueError(f"episode {index} is broken")
+        return super().__call__(split, index)
+
+
+class FailingToyEpisodes(ToyEpisodes, skip_registration=True):
+    def episode_source(self):
+        return FailingToySource(length=self.params["length"])
