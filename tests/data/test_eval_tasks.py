@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from test_maze3d_world import TINY, _replay
 
-from lssvwm.data import eval_tasks, maze3d, maze_explorer
+from lssvwm.data import eval_tasks, maze3d, maze_explorer, sources
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +56,27 @@ def test_lengths_are_checked(episode):
         eval_tasks.reasoning_task(episode, 200, 10)
     with pytest.raises(ValueError, match="horizon 40 exceeds the maximum 32"):
         eval_tasks.reasoning_task(episode, 96, 40)
+
+
+def test_iterate_tasks_over_built_splits(tmp_path):
+    builder = maze3d.Maze3d(
+        config=maze3d.Maze3d.builder_config_for(TINY.to_dict()), data_dir=tmp_path, num_workers=0
+    )
+    builder.download_and_prepare()
+    test = sources.SegmentSource(builder, "test", fields=("frames", "actions", "position"))
+    (task,) = eval_tasks.iterate_tasks(
+        test, "retrieval", 40, 39, inverse_action=maze_explorer.INVERSE_ACTION
+    )
+    np.testing.assert_array_equal(task.target["frames"], task.context["frames"][::-1][1:])
+    reasoning = sources.SegmentSource(builder, "reasoning", fields=("frames", "position"))
+    context, horizon = TINY.reasoning_context, TINY.reasoning_horizon
+    (task,) = eval_tasks.iterate_tasks(reasoning, "reasoning", context, horizon)
+    # The continuation walks through places of the context (after finishing the step in
+    # progress at the switch): every target block was visited in the context.
+    slack = TINY.turns_per_circle // 2 + TINY.steps_per_block
+    seen = {tuple(b) for b in np.floor(task.context["position"][:, :2]).astype(int)}
+    seen |= {tuple(b) for b in np.floor(task.target["position"][:slack, :2]).astype(int)}
+    later = {tuple(b) for b in np.floor(task.target["position"][slack:, :2]).astype(int)}
+    assert later <= seen
+    with pytest.raises(ValueError, match="unknown task"):
+        next(eval_tasks.iterate_tasks(test, "copying", 4, 2))
