@@ -218,6 +218,8 @@ def _run_tasks(
     progress,
 ) -> None:
     """Runs shard tasks in-process (num_workers == 0) or in a pool, updating `progress`."""
+    if not tasks:
+        return
     if num_workers == 0:
         global _PROGRESS_QUEUE
         local_queue: queue_lib.SimpleQueue = queue_lib.SimpleQueue()
@@ -235,7 +237,7 @@ def _run_tasks(
     context = multiprocessing.get_context(start_method)
     progress_queue = context.Queue()
     with futures.ProcessPoolExecutor(
-        max_workers=num_workers,
+        max_workers=min(num_workers, len(tasks)),
         mp_context=context,
         initializer=_init_worker,
         initargs=(progress_queue,),
