@@ -1,1 +1,20 @@
 """World models assembled from `lssvwm.nn`: LSSVWM, causal transformers, Mamba-2 variants."""
+
+from lssvwm.models.config import MIXERS, WorldModelConfig
+from lssvwm.models.params import (
+    count_parameters,
+    depth_for_parameter_budget,
+    parameter_report,
+)
+from lssvwm.models.world_model import StreamCache, WorldModel, cache_nbytes
+
+__all__ = [
+    "MIXERS",
+    "StreamCache",
+    "WorldModel",
+    "WorldModelConfig",
+    "cache_nbytes",
+    "count_parameters",
+    "depth_for_parameter_budget",
+    "parameter_report",
+]

@@ -1,0 +1,129 @@
+"""Benchmark: parameter counts, one forward pass and one streaming step per mixer.
+
+For every mixer of a network config (default configs/network_cpu.py) this reports
+  - the parameter count at the config's depth, and the depth that matches LSSVWM's count;
+  - one parallel forward pass over a training window (batch x max_frames frames);
+  - one streaming step (one unit of frames) after prefilling short and long contexts, and the
+    cache bytes after each context: flat for the SSM models, growing for full-context attention.
+Timings are medians of jitted calls, interleaved across mixers per repetition (shared machines
+are noisy).
+
+    python -m experiments.bench_network.bench_network
+    python -m experiments.bench_network.bench_network --contexts 8,128 --reps 5 \
+        --out experiments/bench_network/results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from lssvwm.config_loading import load_config
+from lssvwm.models import (
+    MIXERS,
+    WorldModel,
+    WorldModelConfig,
+    depth_for_parameter_budget,
+    parameter_report,
+)
+
+
+def random_inputs(config: WorldModelConfig, batch: int, frames: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    video = rng.standard_normal((batch, frames, *config.image_size, config.channels))
+    noise = rng.uniform(size=(batch, frames))
+    if config.action_mode == "discrete":
+        actions = jnp.asarray(rng.integers(0, config.num_actions, (batch, frames)), jnp.int32)
+    else:
+        actions = jnp.asarray(rng.uniform(0, config.pose_scale, (batch, frames, 3)), jnp.float32)
+    return jnp.asarray(video, jnp.float32), jnp.asarray(noise, jnp.float32), actions
+
+
+def timed(fn, reps: int) -> float:
+    """Median seconds of `fn()` after one warm-up (compile) call."""
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def bench_mixer(config: WorldModelConfig, batch: int, contexts, reps: int) -> dict:
+    model = nnx.jit(lambda: WorldModel(config, rngs=nnx.Rngs(0)))()
+    graphdef, state = nnx.split(model)
+    call = jax.jit(lambda s, *a: nnx.merge(graphdef, s)(*a))
+    prefill = jax.jit(lambda s, *a: nnx.merge(graphdef, s).prefill(*a))
+    step = jax.jit(lambda s, *a: nnx.merge(graphdef, s).step(*a))
+    window = config.max_frames or 32
+    video, noise, actions = random_inputs(config, batch, max(window, max(contexts) + config.unit))
+    clip = lambda a, n: a[:, :n]
+    row = dict(mixer=config.mixer, unit_frames=config.unit)
+    row["forward_ms"] = 1e3 * timed(
+        lambda: call(state, clip(video, window), clip(noise, window), clip(actions, window)), reps
+    )
+    for context in contexts:
+        _, cache = prefill(
+            state, clip(video, context), clip(noise, context), clip(actions, context)
+        )
+        cache = model.reserve(cache, config.unit)
+        unit = lambda a, c=context: a[:, c : c + config.unit]
+        row[f"cache_bytes_after_{context}"] = cache.nbytes
+        row[f"step_ms_after_{context}"] = 1e3 * timed(
+            lambda c=cache, u=unit: step(state, u(video), u(noise), u(actions), c), reps
+        )
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/network_cpu.py")
+    parser.add_argument("--mixers", default=",".join(MIXERS))
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--contexts", default="8,128")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--out", default="experiments/bench_network/results.json")
+    args = parser.parse_args()
+    contexts = [int(c) for c in args.contexts.split(",")]
+    base = WorldModelConfig.from_mapping(load_config(args.config).model)
+    lssvwm_params = parameter_report(base.replace(mixer="lssvwm"))["total"]
+    rows = []
+    for mixer in args.mixers.split(","):
+        spec = f"{args.config}:mixer={mixer}"
+        config = WorldModelConfig.from_mapping(load_config(spec).model)
+        report = parameter_report(config)
+        row = dict(
+            config=spec,
+            params=report["total"],
+            params_per_block=report["per_block"],
+            depth=config.depth,
+            depth_matching_lssvwm=depth_for_parameter_budget(config, lssvwm_params),
+        )
+        row.update(bench_mixer(config, args.batch, contexts, args.reps))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    record = dict(
+        jax=jax.__version__,
+        backend=jax.default_backend(),
+        cpu_count=os.cpu_count(),
+        load_average=os.getloadavg()[0],
+        machine=platform.processor() or platform.machine(),
+        batch=args.batch,
+        rows=rows,
+    )
+    with open(args.out, "w") as f:
+        json.dump(record, f, indent=1)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

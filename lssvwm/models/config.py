@@ -1,0 +1,203 @@
+"""`WorldModelConfig`: the validated schema of a config file's `model` section.
+
+A config file builds `config.model` as an ml_collections ConfigDict; `WorldModelConfig.from_mapping`
+turns it into this frozen dataclass, raising on unknown keys (a typo never passes silently) and on
+inconsistent values (block sizes that do not tile the token grid, an attention window longer than
+the training window, ...).
+
+Mixers (one DiT block, different sequence mixers; see lssvwm/nn/dit.py):
+  lssvwm         block-wise Mamba-2 (block size per layer) + frame-local attention (k frames)
+  mamba2_fla     one full-frame Mamba-2 scan + frame-local attention (paper's Mamba2+FLA)
+  mamba2         one full-frame Mamba-2 scan, no attention (paper's Mamba2)
+  causal_window  attention over the last W = attention_window frames, no SSM
+  causal_full    attention over all previous frames, no SSM (quadratic reference)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax.numpy as jnp
+
+from lssvwm.nn.attention import FrameWindow
+from lssvwm.nn.blockwise import resolve_block_size
+from lssvwm.nn.embed import ACTION_MODES
+
+MIXERS = ("lssvwm", "mamba2_fla", "mamba2", "causal_window", "causal_full")
+_SSM_MIXERS = ("lssvwm", "mamba2_fla", "mamba2")
+_ATTENTION_MIXERS = ("lssvwm", "mamba2_fla", "causal_window", "causal_full")
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+FULL_FRAME = "full"
+
+
+def _as_tuple(value):
+    """Lists (also nested, as ConfigDicts hold them) -> tuples, so the config is hashable."""
+    if isinstance(value, list | tuple):
+        return tuple(_as_tuple(v) for v in value)
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldModelConfig:
+    """Hyper-parameters of `lssvwm.models.WorldModel` (frozen; `replace` for variants).
+
+    Frames are `[b, t, H, W, C]` with `image_size = (H, W)`; tokens `[b, t, H/p, W/p, width]`.
+    `block_sizes` is cycled over the layers: layer i uses `block_sizes[i % len(block_sizes)]`,
+    each entry `(bh, bw)` or "full" (only the `lssvwm` mixer uses them; the Mamba-2 baselines
+    scan the full frame). `attention_window` is k for `lssvwm`/`mamba2_fla` and W for
+    `causal_window`; `attention_chunk` selects the paper's chunked window (unit = chunk).
+    `max_frames` is the training window length (None: unchecked).
+    """
+
+    image_size: tuple[int, int] = (32, 32)
+    channels: int = 3
+    out_channels: int | None = None  # None: same as channels
+    patch_size: int = 4
+    width: int = 128
+    depth: int = 4
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    mixer: str = "lssvwm"
+    block_sizes: tuple = (FULL_FRAME,)
+    attention_window: int = 10
+    attention_chunk: int | None = None
+    max_frames: int | None = None
+    qk_norm: bool = True
+    ssm_state: int = 64
+    ssm_head_dim: int = 64
+    ssm_expand: int = 2
+    ssm_groups: int = 1
+    ssm_conv_kernel: int = 4
+    ssm_chunk_size: int = 64
+    action_mode: str = "pose"
+    num_actions: int = 0
+    pose_scale: float = 1.0
+    relative_pose_scale: float = 1.0
+    frequency_dim: int = 256
+    noise_level_scale: float = 1000.0
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+
+    # ---- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> WorldModelConfig:
+        """From a dict or ConfigDict (`config.model`); unknown keys raise a ValueError."""
+        if hasattr(mapping, "to_dict"):
+            mapping = mapping.to_dict()
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(mapping) - known)
+        if unknown:
+            raise ValueError(f"unknown model config key(s) {unknown}; known keys: {sorted(known)}")
+        return cls(**{k: _as_tuple(v) for k, v in mapping.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> WorldModelConfig:
+        return dataclasses.replace(self, **changes)
+
+    # ---- derived ------------------------------------------------------------------------------
+
+    @property
+    def grid_hw(self) -> tuple[int, int]:
+        return (self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size)
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.grid_hw[0] * self.grid_hw[1]
+
+    @property
+    def output_channels(self) -> int:
+        return self.channels if self.out_channels is None else self.out_channels
+
+    @property
+    def uses_ssm(self) -> bool:
+        return self.mixer in _SSM_MIXERS
+
+    @property
+    def uses_attention(self) -> bool:
+        return self.mixer in _ATTENTION_MIXERS
+
+    @property
+    def window(self) -> FrameWindow | None:
+        """The attention window of every layer (None without attention)."""
+        if not self.uses_attention:
+            return None
+        if self.mixer == "causal_full":
+            return FrameWindow.make(None, None, self.max_frames)
+        return FrameWindow.make(self.attention_window, self.attention_chunk, self.max_frames)
+
+    @property
+    def unit(self) -> int:
+        """Frames per streaming step: the attention chunk, else 1."""
+        window = self.window
+        return 1 if window is None else window.unit
+
+    def layer_block_size(self, layer: int) -> tuple[int, int]:
+        """(bh, bw) of layer `layer`'s block-wise scan."""
+        if self.mixer != "lssvwm":
+            return self.grid_hw
+        entry = self.block_sizes[layer % len(self.block_sizes)]
+        return resolve_block_size(self.grid_hw, None if entry == FULL_FRAME else entry)
+
+    @property
+    def jnp_dtype(self):
+        return _DTYPES[self.dtype]
+
+    @property
+    def jnp_param_dtype(self):
+        return _DTYPES[self.param_dtype]
+
+    # ---- validation ---------------------------------------------------------------------------
+
+    def __post_init__(self):
+        object.__setattr__(self, "image_size", _as_tuple(self.image_size))
+        object.__setattr__(self, "block_sizes", _as_tuple(self.block_sizes))
+        if len(self.image_size) != 2:
+            raise ValueError(f"image_size must be (H, W), got {self.image_size!r}")
+        h, w = self.image_size
+        if self.patch_size < 1 or h % self.patch_size or w % self.patch_size:
+            raise ValueError(f"patch_size {self.patch_size} does not divide image_size {(h, w)}")
+        if self.mixer not in MIXERS:
+            raise ValueError(f"mixer must be one of {MIXERS}, got {self.mixer!r}")
+        for name in ("width", "depth", "num_heads", "channels", "frequency_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.width % self.num_heads:
+            raise ValueError(f"width {self.width} is not divisible by num_heads {self.num_heads}")
+        if (self.width // self.num_heads) % 2:
+            raise ValueError("attention head width (width / num_heads) must be even (RoPE)")
+        if self.width % 4:
+            raise ValueError(
+                f"width must be a multiple of 4 (2-D position embedding), got {self.width}"
+            )
+        if self.dtype not in _DTYPES or self.param_dtype not in _DTYPES:
+            raise ValueError(
+                f"dtype and param_dtype must be in {sorted(_DTYPES)}, got "
+                f"{self.dtype!r}, {self.param_dtype!r}"
+            )
+        if self.action_mode not in ACTION_MODES:
+            raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}")
+        if self.action_mode == "discrete" and self.num_actions < 1:
+            raise ValueError("action_mode 'discrete' needs num_actions >= 1")
+        if self.uses_ssm:
+            inner = self.ssm_expand * self.width
+            if inner % self.ssm_head_dim:
+                raise ValueError(
+                    f"ssm_expand * width ({inner}) is not a multiple of ssm_head_dim "
+                    f"({self.ssm_head_dim})"
+                )
+            if (inner // self.ssm_head_dim) % self.ssm_groups:
+                raise ValueError(
+                    f"SSM heads ({inner // self.ssm_head_dim}) are not a multiple "
+                    f"of ssm_groups ({self.ssm_groups})"
+                )
+        if self.mixer == "lssvwm":
+            if not self.block_sizes:
+                raise ValueError("block_sizes needs at least one entry")
+            for layer in range(len(self.block_sizes)):
+                self.layer_block_size(layer)  # raises for sizes that do not tile the grid
+        self.window  # noqa: B018 -- validates window, chunk and max_frames

@@ -1,0 +1,240 @@
+"""The world model: frames + per-frame noise level + actions -> per-frame prediction.
+
+    tokens = PatchEmbed(frames)                              [b, t, hp, wp, d]
+    cond   = FrameConditioning(noise_level, actions)         [b, t, d]   (per frame)
+    tokens = DiTBlock_L(... DiTBlock_1(tokens, cond) ...)    (mixers per `config.mixer`)
+    pred   = Unpatchify(tokens, cond)                        [b, t, H, W, C_out]
+
+Parallel and streaming use the same blocks:
+
+    pred             = model(frames, noise_level, actions)                    training
+    pred, cache      = model.prefill(frames, noise_level, actions, cache=None)
+    pred, candidate  = model.step(frames_U, noise_level_U, actions_U, cache)  read-only
+    cache            = model.commit(frames_U, actions_U, cache)               clean pass, kept
+
+`prefill` is the parallel pass that also returns the cache after its last frame (SSD final
+states, conv states and the attention layers' last frames' keys/values), so a long context is
+not fed through a Python loop of steps; passing a `cache` continues a sequence (carried training
+windows). `step` takes one *unit* of U = `model.unit` frames (1; the chunk in the chunked window)
+and returns the prediction with a *candidate* cache: the cache as it would be with these frames
+appended. A diffusion sampler calls `step` for every denoising pass, discards the candidates,
+and keeps the one of the final clean pass (`commit` = `step` at noise level 0, returning the
+candidate). Under `jax.jit` the discarded candidates cost nothing (dead code).
+
+The full-causal mixer's attention cache grows: under jit call `model.reserve(cache, frames)`
+first (outside jit) so the committed frames fit.
+
+Noise levels are floats per frame (e.g. in [0, 1]; scaled by `noise_level_scale` before the
+sinusoidal features). Actions are int [b, t] (`discrete`) or poses (x, y, heading) [b, t, 3].
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lssvwm.models.config import WorldModelConfig
+from lssvwm.nn.dit import DiTBlock, LayerCache
+from lssvwm.nn.embed import FrameConditioning, PatchEmbed, Unpatchify
+
+
+class StreamCache(NamedTuple):
+    """Everything streaming carries from one frame to the next (a pytree).
+
+    layers: one `LayerCache(ssm, kv)` per DiT block (SSM states of every block and conv states;
+      attention keys/values of the last frames).
+    last_pose: [b, 3] the latest committed pose, `relative_pose` mode only (else None).
+    has_last_pose: bool [b], whether `last_pose` holds a pose of the current episode.
+    """
+
+    layers: tuple[LayerCache, ...]
+    last_pose: jax.Array | None = None
+    has_last_pose: jax.Array | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the cache's arrays (what a rollout must keep between frames)."""
+        return cache_nbytes(self)
+
+
+def cache_nbytes(cache) -> int:
+    """Bytes of all arrays in a cache pytree."""
+    return int(sum(leaf.nbytes for leaf in jax.tree.leaves(cache)))
+
+
+class WorldModel(nnx.Module):
+    """LSSVWM and its baselines (`config.mixer`) as one NNX module; see the module docstring."""
+
+    def __init__(self, config: WorldModelConfig, *, rngs: nnx.Rngs):
+        if not isinstance(config, WorldModelConfig):
+            raise TypeError(
+                f"expected a WorldModelConfig (use WorldModelConfig.from_mapping), got "
+                f"{type(config).__name__}"
+            )
+        self.config = config
+        dtype, param_dtype = config.jnp_dtype, config.jnp_param_dtype
+        kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        self.embed = PatchEmbed(
+            config.image_size, config.channels, config.patch_size, config.width, **kw
+        )
+        self.conditioning = FrameConditioning(
+            config.width,
+            action_mode=config.action_mode,
+            num_actions=config.num_actions,
+            pose_scale=config.pose_scale,
+            relative_pose_scale=config.relative_pose_scale,
+            frequency_dim=config.frequency_dim,
+            noise_level_scale=config.noise_level_scale,
+            rngs=rngs,
+            param_dtype=param_dtype,
+        )
+        window = config.window
+        mamba = dict(
+            d_state=config.ssm_state,
+            head_dim=config.ssm_head_dim,
+            expand=config.ssm_expand,
+            n_groups=config.ssm_groups,
+            conv_kernel=config.ssm_conv_kernel,
+            chunk_size=config.ssm_chunk_size,
+        )
+        self.blocks = nnx.List(
+            [
+                DiTBlock(
+                    config.width,
+                    grid_hw=config.grid_hw,
+                    use_ssm=config.uses_ssm,
+                    ssm_block_size=config.layer_block_size(layer),
+                    use_attention=config.uses_attention,
+                    attention_window=None if window is None else window.frames,
+                    attention_chunk=None if window is None or window.chunk == 1 else window.chunk,
+                    max_frames=config.max_frames,
+                    num_heads=config.num_heads,
+                    mlp_ratio=config.mlp_ratio,
+                    mamba=mamba,
+                    qk_norm=config.qk_norm,
+                    **kw,
+                )
+                for layer in range(config.depth)
+            ]
+        )
+        self.final = Unpatchify(config.width, config.patch_size, config.output_channels, **kw)
+
+    # ---- cache --------------------------------------------------------------------------------
+
+    @property
+    def unit(self) -> int:
+        """Frames per streaming step (1, or the attention chunk)."""
+        return self.config.unit
+
+    def init_cache(self, batch: int) -> StreamCache:
+        """The empty cache of `batch` streams (nothing seen yet)."""
+        layers = tuple(block.init_cache(batch) for block in self.blocks)
+        if self.config.action_mode != "relative_pose":
+            return StreamCache(layers)
+        return StreamCache(layers, jnp.zeros((batch, 3), jnp.float32), jnp.zeros((batch,), bool))
+
+    def reserve(self, cache: StreamCache, frames: int) -> StreamCache:
+        """Growing (full-causal) caches: room for `frames` more frames. Eager only (not in jit)."""
+        layers = tuple(
+            lc
+            if block.attention is None
+            else lc._replace(kv=block.attention.reserve(lc.kv, frames))
+            for block, lc in zip(self.blocks, cache.layers, strict=True)
+        )
+        return cache._replace(layers=layers)
+
+    def reset_cache(self, cache: StreamCache, mask_B: jax.Array) -> StreamCache:
+        """Forgets everything for the streams where `mask_B [b]` is true (a new episode)."""
+        mask_B = jnp.asarray(mask_B, bool)
+        layers = []
+        for lc in cache.layers:
+            ssm, kv = lc.ssm, lc.kv
+            if ssm is not None:
+                per_block = ssm.ssm.shape[0] // mask_B.shape[0]
+                keep = ~jnp.repeat(mask_B, per_block)
+                ssm = jax.tree.map(
+                    lambda a, keep=keep: a * keep.reshape(-1, *[1] * (a.ndim - 1)).astype(a.dtype),
+                    ssm,
+                )
+            if kv is not None:
+                kv = kv.reset(mask_B)
+            layers.append(LayerCache(ssm, kv))
+        has_last_pose = None if cache.has_last_pose is None else cache.has_last_pose & ~mask_B
+        return cache._replace(layers=tuple(layers), has_last_pose=has_last_pose)
+
+    # ---- passes -------------------------------------------------------------------------------
+
+    def _check(self, frames, noise_level, what):
+        expected = (*self.config.image_size, self.config.channels)
+        if frames.ndim != 5 or tuple(frames.shape[2:]) != expected:
+            raise ValueError(
+                f"{what}: frames must be [b, t, {', '.join(map(str, expected))}], got "
+                f"{frames.shape}"
+            )
+        if noise_level.shape != frames.shape[:2]:
+            raise ValueError(
+                f"{what}: noise level must be per frame [b, t] = {frames.shape[:2]}, "
+                f"got {noise_level.shape}"
+            )
+
+    def _run(self, frames, noise_level, actions, cache: StreamCache | None, streaming: bool):
+        previous_pose = None if cache is None else cache.last_pose
+        has_previous = None if cache is None else cache.has_last_pose
+        cond = self.conditioning(
+            noise_level, actions, previous_pose_B3=previous_pose, has_previous_B=has_previous
+        )
+        x = self.embed(frames)
+        cond = cond.astype(x.dtype)
+        layer_caches = [None] * len(self.blocks) if cache is None else cache.layers
+        new_layers = []
+        for block, layer_cache in zip(self.blocks, layer_caches, strict=True):
+            if streaming:
+                x, layer_cache = block.step(x, cond, layer_cache)
+            else:
+                x, layer_cache = block(x, cond, layer_cache)
+            new_layers.append(layer_cache)
+        prediction = self.final(x, cond).astype(jnp.float32)
+        new_cache = StreamCache(tuple(new_layers))
+        if self.config.action_mode == "relative_pose":
+            b = frames.shape[0]
+            new_cache = new_cache._replace(
+                last_pose=actions[:, -1].astype(jnp.float32), has_last_pose=jnp.ones((b,), bool)
+            )
+        return prediction, new_cache
+
+    def __call__(self, frames_BTHWC, noise_level_BT, actions) -> jax.Array:
+        """Parallel pass from an empty history: prediction [b, t, H, W, C_out] (float32)."""
+        self._check(frames_BTHWC, noise_level_BT, "WorldModel")
+        prediction, _ = self._run(frames_BTHWC, noise_level_BT, actions, None, streaming=False)
+        return prediction
+
+    def prefill(
+        self, frames_BTHWC, noise_level_BT, actions, cache: StreamCache | None = None
+    ) -> tuple[jax.Array, StreamCache]:
+        """Parallel pass after the frames summarised by `cache` (None: empty); returns the
+        prediction and the cache after the last frame."""
+        self._check(frames_BTHWC, noise_level_BT, "prefill")
+        return self._run(frames_BTHWC, noise_level_BT, actions, cache, streaming=False)
+
+    def step(
+        self, frames_BUHWC, noise_level_BU, actions, cache: StreamCache
+    ) -> tuple[jax.Array, StreamCache]:
+        """One unit of U = `unit` frames read against `cache`; returns the prediction and the
+        candidate cache (the input cache is not modified)."""
+        self._check(frames_BUHWC, noise_level_BU, "step")
+        if frames_BUHWC.shape[1] != self.unit:
+            raise ValueError(
+                f"step takes one unit of {self.unit} frame(s), got {frames_BUHWC.shape[1]}"
+            )
+        return self._run(frames_BUHWC, noise_level_BU, actions, cache, streaming=True)
+
+    def commit(self, frames_BUHWC, actions, cache: StreamCache, noise_level_BU=None) -> StreamCache:
+        """Appends final frames to the cache: a `step` at noise level 0 (or the given context
+        noise level), keeping its candidate."""
+        if noise_level_BU is None:
+            noise_level_BU = jnp.zeros(frames_BUHWC.shape[:2], jnp.float32)
+        _, candidate = self.step(frames_BUHWC, noise_level_BU, actions, cache)
+        return candidate

@@ -1,0 +1,67 @@
+"""Patch embedding geometry, position embeddings and per-frame conditioning features."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from lssvwm.nn.embed import (
+    FrameConditioning,
+    patchify,
+    pose_features,
+    relative_pose_features,
+    sincos_2d,
+    unpatchify,
+)
+
+
+def test_patchify_round_trip_and_layout():
+    frames = jnp.arange(1 * 2 * 4 * 6 * 3, dtype=jnp.float32).reshape(1, 2, 4, 6, 3)
+    patches = patchify(frames, 2)
+    assert patches.shape == (1, 2, 2, 3, 12)
+    # Token (row 1, column 2) holds pixels rows 2-3, columns 4-5, row-major, channels last.
+    np.testing.assert_array_equal(patches[0, 1, 1, 2], frames[0, 1, 2:4, 4:6].reshape(-1))
+    np.testing.assert_array_equal(unpatchify(patches, 2, 3), frames)
+
+
+def test_sincos_2d_distinguishes_every_position():
+    table = sincos_2d(3, 5, 16)
+    assert table.shape == (3, 5, 16)
+    flat = table.reshape(15, 16)
+    distances = np.linalg.norm(flat[:, None] - flat[None], axis=-1)
+    assert np.all(distances[~np.eye(15, dtype=bool)] > 1e-3)
+    with pytest.raises(ValueError, match="% 4"):
+        sincos_2d(2, 2, 6)
+
+
+def test_pose_features():
+    poses = jnp.array([[[2.0, -1.0, np.pi / 2]]])
+    np.testing.assert_allclose(pose_features(poses, 4.0), [[[0.5, -0.25, 0.0, 1.0]]], atol=1e-6)
+
+
+def test_relative_pose_features_in_previous_heading_frame():
+    # First frame: no previous pose, no motion. Then, facing +y (psi = pi/2), moving +y by 2 is
+    # "forward 2" (1 at scale 2); then turning left by pi/2 on the spot.
+    poses = jnp.array([[[1.0, 1.0, np.pi / 2], [1.0, 3.0, np.pi / 2], [1.0, 3.0, np.pi]]])
+    features = relative_pose_features(poses, None, None, scale=2.0)
+    expected = [[0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+    np.testing.assert_allclose(features[0], expected, atol=1e-6)
+    # With a previous pose (facing +x at the origin) the first frame moves from it.
+    previous = jnp.array([[0.0, 0.0, 0.0]])
+    first = relative_pose_features(poses[:, :1], previous, jnp.array([True]), scale=1.0)
+    np.testing.assert_allclose(first[0, 0], [1.0, 1.0, 0.0, 1.0], atol=1e-6)
+    # ... unless the stream was reset (no previous pose): no motion.
+    first = relative_pose_features(poses[:, :1], previous, jnp.array([False]), scale=1.0)
+    np.testing.assert_allclose(first[0, 0], [0.0, 0.0, 1.0, 0.0], atol=1e-6)
+
+
+def test_conditioning_checks_actions():
+    cond = nnx.eval_shape(
+        lambda: FrameConditioning(8, action_mode="discrete", num_actions=3, rngs=nnx.Rngs(0))
+    )
+    with pytest.raises(ValueError, match="discrete actions must be int"):
+        cond.check_actions(jnp.zeros((2, 4, 3)), (2, 4))
+    with pytest.raises(ValueError, match="action_mode must be one of"):
+        FrameConditioning(8, action_mode="joystick", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="num_actions"):
+        FrameConditioning(8, action_mode="discrete", rngs=nnx.Rngs(0))
