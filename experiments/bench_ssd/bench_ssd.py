@@ -110,6 +110,35 @@ def bench_scan_vs_reference(lengths, reps, chunk_sizes, peak):
     return rows
 
 
+def bench_model_shapes(lengths, reps, tokens=8192):
+    """Short sequences with a large batch, as block-wise scans produce (sets ssd's AUTO rule)."""
+    heads, head_dim, state = 4, 64, 64
+    rows = []
+    for length in lengths:
+        batch = max(1, tokens // length)
+        args = ssd_inputs(batch, length, heads, head_dim, state)
+        fns = {"sequential": jax.jit(ssd_sequential)}
+        for q in (16, 32, 64):
+            if q <= max(length, 16):
+                fns[f"chunked_loop_q{q}"] = jax.jit(
+                    lambda *a, q=q: ssd(*a, chunk_size=q, method="chunked_loop")
+                )
+                fns[f"chunked_parallel_q{q}"] = jax.jit(
+                    lambda *a, q=q: ssd(*a, chunk_size=q, method="chunked_parallel")
+                )
+        medians = interleaved_medians(
+            {name: (lambda f=f, a=args: f(*a)) for name, f in fns.items()}, reps
+        )
+        for name, seconds in medians.items():
+            row = dict(
+                table="model_shapes", length=length, batch=batch, mode="fwd", method=name,
+                ms=seconds * 1e3, speedup_vs_sequential=medians["sequential"] / seconds,
+            )
+            rows.append(row)
+            print(json.dumps(row))
+    return rows
+
+
 def bench_against_mamba2_jax(lengths, reps, our_chunk, their_chunks):
     """Our `ssd` against mamba2-jax's `ssd_forward` at identical shapes."""
     batch, d_model, expand, head_dim, state = 4, 256, 2, 64, 64
@@ -227,7 +256,7 @@ def main():
     parser.add_argument("--out", default="experiments/bench_ssd/results.json")
     parser.add_argument("--quick", action="store_true", help="small lengths, few repetitions")
     parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--tables", default="scan,peer,mixer")
+    parser.add_argument("--tables", default="scan,shapes,peer,mixer")
     parser.add_argument("--our_chunk", type=int, default=64)
     args = parser.parse_args()
     tables = args.tables.split(",")
@@ -238,6 +267,8 @@ def main():
     if "scan" in tables:
         lengths = [256, 512] if args.quick else [256, 1024, 4096, 8192]
         rows += bench_scan_vs_reference(lengths, reps, [16, 32, 64, 128], peak)
+    if "shapes" in tables:
+        rows += bench_model_shapes([2, 4, 8, 16, 32, 64, 128, 512], reps)
     peer_lengths = [256] if args.quick else [1024, 4096, 8192]
     if mamba2_jax is None and ("peer" in tables or "mixer" in tables):
         print("mamba2-jax is not installed (pip install -e '.[bench]'): peer tables skipped")
