@@ -13,9 +13,11 @@ Fields:
   fields        fields the pipelines decode (add "depth" for the spatial-memory model)
 
 It is also a config file for the data CLIs (`--data=lssvwm/data/config.py:maze3d_small`):
-`get_config(arg)` with arg `maze3d` (the default preset), `maze3d_<preset>` or `video_folder`.
+`get_config(arg)` with arg `maze3d` (the default preset), `maze3d_<preset>`, `memory_maze`,
+`memory_maze_<preset>` or `video_folder`.
 
-Public API: maze3d_defaults(preset), video_folder_defaults(path), get_config(arg)
+Public API: maze3d_defaults(preset), memory_maze_defaults(preset), video_folder_defaults(path),
+            get_config(arg)
 """
 
 from __future__ import annotations
@@ -57,12 +59,34 @@ def video_folder_defaults(path: str = "") -> ml_collections.ConfigDict:
     return data
 
 
+def memory_maze_defaults(preset: str = "9x9") -> ml_collections.ConfigDict:
+    """The `data` ConfigDict for memory_maze with the parameters of a `MemoryMaze` preset.
+
+    Building needs the `memory_maze` extra; reading a built dataset does not.
+    """
+    from lssvwm.data import memory_maze
+
+    presets = {c.name: c for c in memory_maze.MemoryMaze.BUILDER_CONFIGS}
+    if preset not in presets:
+        raise ValueError(f"unknown memory_maze preset {preset!r}; known: {sorted(presets)}")
+    data = _common("memory_maze")
+    data.memory_maze = ml_collections.ConfigDict(dict(presets[preset].params))
+    return data
+
+
 def get_config(arg: str = "maze3d") -> ml_collections.ConfigDict:
-    """`maze3d`, `maze3d_<preset>` (e.g. `maze3d_small`) or `video_folder`."""
+    """`maze3d`, `maze3d_<preset>`, `memory_maze`, `memory_maze_<preset>` or `video_folder`."""
     if arg == "video_folder":
         return video_folder_defaults()
+    if arg == "memory_maze":
+        return memory_maze_defaults()
+    if arg.startswith("memory_maze_"):
+        return memory_maze_defaults(arg.removeprefix("memory_maze_"))
     if arg == "maze3d":
         return maze3d_defaults()
     if arg.startswith("maze3d_"):
         return maze3d_defaults(arg.removeprefix("maze3d_"))
-    raise ValueError(f"unknown data config {arg!r}: use maze3d, maze3d_<preset> or video_folder")
+    raise ValueError(
+        f"unknown data config {arg!r}: use maze3d[_<preset>], memory_maze[_<preset>] or "
+        "video_folder"
+    )

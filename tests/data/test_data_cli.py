@@ -27,6 +27,14 @@ def test_defaults_name_the_presets():
         config.get_config("mnist")
 
 
+def test_memory_maze_defaults_name_the_presets_without_the_extra():
+    tiny = config.get_config("memory_maze_tiny")
+    assert tiny.dataset == "memory_maze" and tiny.memory_maze.episode_length == 128
+    assert config.memory_maze_defaults().memory_maze.maze_size == 9
+    with pytest.raises(ValueError, match="unknown memory_maze preset"):
+        config.memory_maze_defaults("huge")
+
+
 def _tiny_config(data_dir):
     data = config.maze3d_defaults()
     data.data_dir = str(data_dir)
