@@ -13,12 +13,13 @@ Stability: exp is only ever taken of a masked difference `cs[q] - cs[s]` (q >= s
 overflowing, in values and gradients. Resets use an integer running count: a source s reaches a
 target q only if no reset lies in (s, q].
 
-Two schedules of the same per-chunk math (both exact, both tested):
-  * `loop`: one `lax.scan` step per chunk computes that chunk's output and advances the state.
-    Every intermediate of a chunk stays in cache; on CPU this is the fast one, because the
-    parallel schedule is bound by memory traffic over [chunks, ...] intermediates, not by FLOPs.
-  * `parallel`: the local parts of all chunks as large batched matmuls, a short scan over the
-    chunk states, then all read-outs at once: the standard SSD schedule for GPU/TPU.
+Schedules of the same per-chunk math (all exact, all tested), chosen by `chunks_per_step`:
+  * 1 (the CPU default): a `lax.scan` with one chunk per step computes that chunk's output and
+    advances the state, so a chunk's intermediates stay in cache.
+  * None: the local parts of all chunks as large batched matmuls, a short scan over the chunk
+    states, then all read-outs at once: the standard SSD schedule for GPU/TPU. On CPU it is
+    bound by memory traffic over its [chunks, ...] intermediates.
+  * K > 1: a scan over groups of K chunks, each group in the parallel form (between the two).
 The state is kept transposed inside, [n, heads-in-group, p], so both the chunk-state product
 `B^T @ x` and the read-out `C @ S` are plain row-major matmuls without a copy of x.
 
@@ -58,12 +59,12 @@ def _pad_length(a: jax.Array, pad: int) -> jax.Array:
     return jnp.pad(a, widths)
 
 
-def _cut_into_chunks(x, dt, A, B, C, reset, Q: int) -> _Chunks:
+def _cut_into_chunks(x, dt, A, B, C, reset, Q: int, nc: int) -> _Chunks:
+    """Pads the length to nc * Q (dt = 0: no change) and cuts it into nc chunks of Q."""
     b, l, h, p = x.shape
     g, n = B.shape[2:]
     f32 = jnp.float32
-    pad = (-l) % Q
-    nc = (l + pad) // Q
+    pad = nc * Q - l
 
     def chunks(a, *tail):
         return _pad_length(a, pad).reshape(b, nc, Q, *tail)
@@ -142,28 +143,8 @@ def _advance_state(state_BGNRP, chunk_decay_BH, own_BGNRP):
     return chunk_decay_BH.reshape(b, g, 1, r, 1) * state_BGNRP + own_BGNRP
 
 
-def _loop_schedule(chunks: _Chunks, state0_BGNRP):
-    """One `lax.scan` step per chunk over chunk-major inputs.
-
-    A scan over `xs` (rather than a fori_loop slicing closed-over arrays) keeps reverse mode
-    linear: the cotangents of a closed-over array would be accumulated at full size per step.
-    The step is rematerialised in reverse mode: recomputing a chunk's Q x Q weights from its
-    inputs is cheaper than writing and re-reading them for every chunk (measured ~1.6x faster
-    forward+backward on CPU at length 4096).
-    """
-    chunk_major = lambda a: None if a is None else jnp.moveaxis(a, 1, 0)
-    xs = _Chunks(*(chunk_major(a) for a in chunks))
-
-    def body(state, chunk):
-        y_diag, own = _chunk_local(chunk)
-        y_chunk = _chunk_readout(chunk, y_diag, state)
-        return _advance_state(state, chunk.chunk_decay_BCH, own), y_chunk
-
-    final_state, y_CBQHP = jax.lax.scan(jax.checkpoint(body), state0_BGNRP, xs)
-    return jnp.moveaxis(y_CBQHP, 0, 1), final_state
-
-
 def _parallel_schedule(chunks: _Chunks, state0_BGNRP):
+    """All chunks at once: local parts batched, a short scan over states, read-outs batched."""
     over_chunks = lambda fn: jax.vmap(fn, in_axes=1, out_axes=1)
     y_diag_BCHQP, own_BCGNRP = over_chunks(_chunk_local)(chunks)
 
@@ -181,22 +162,71 @@ def _parallel_schedule(chunks: _Chunks, state0_BGNRP):
     return readout(chunks, y_diag_BCHQP, state_in_BCGNRP), final_state
 
 
-def ssd_chunked(x, dt, A, B, C, *, chunk_size=64, initial_state=None, reset=None, schedule="loop"):
-    """Chunked SSD; same contract as `lssvwm.ssm.ssd`. `schedule` is "loop" or "parallel"."""
+def _one_chunk(chunk: _Chunks, state_BGNRP):
+    """The scan body for a single chunk (fields without the chunk axis)."""
+    y_diag, own = _chunk_local(chunk)
+    y_chunk = _chunk_readout(chunk, y_diag, state_BGNRP)
+    return _advance_state(state_BGNRP, chunk.chunk_decay_BCH, own), y_chunk
+
+
+def _grouped_schedule(chunks: _Chunks, state0_BGNRP, chunks_per_step: int):
+    """A `lax.scan` over groups of `chunks_per_step` chunks, each group in parallel form.
+
+    A group's intermediates stay in cache, which is what makes this fast on CPU, while groups of
+    several chunks amortise the per-step cost of small matmuls. A scan over `xs` (rather than a
+    fori_loop slicing closed-over arrays) keeps reverse mode linear, and each step is
+    rematerialised in reverse mode: recomputing a group's Q x Q weights is cheaper than writing
+    and re-reading them (both measured in experiments/bench_ssd).
+    """
+    K = chunks_per_step
+    nc = chunks.x_BCQHP.shape[1]
+
+    def group_major(a):  # [b, nc, ...] -> [nc / K, b, (K,) ...]
+        if a is None:
+            return None
+        a = jnp.moveaxis(a.reshape(a.shape[0], nc // K, K, *a.shape[2:]), 1, 0)
+        return a[:, :, 0] if K == 1 else a
+
+    def body(state, group):
+        if K == 1:
+            return _one_chunk(group, state)
+        y_BKQHP, state = _parallel_schedule(group, state)
+        return state, y_BKQHP
+
+    groups = _Chunks(*(group_major(a) for a in chunks))
+    final_state, y_S = jax.lax.scan(jax.checkpoint(body), state0_BGNRP, groups)
+    y_B = jnp.moveaxis(y_S, 0, 1)  # [b, nc / K, (K,) Q, h, p]
+    return y_B.reshape(y_B.shape[0], nc, *y_B.shape[-3:]), final_state
+
+
+def ssd_chunked(
+    x, dt, A, B, C, *, chunk_size=64, initial_state=None, reset=None, chunks_per_step=1
+):
+    """Chunked SSD; same contract as `lssvwm.ssm.ssd`.
+
+    `chunks_per_step` chunks are evaluated together per step of a scan over the sequence
+    (`_grouped_schedule`); None evaluates all chunks at once (`_parallel_schedule`), the standard
+    SSD schedule for accelerators. Every choice gives the same result.
+    """
     b, l, h, p, g, n = check_ssd_shapes(x, dt, A, B, C, initial_state, reset, has_length=True)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    if schedule not in ("loop", "parallel"):
-        raise ValueError(f"schedule must be 'loop' or 'parallel', got {schedule!r}")
+    if chunks_per_step is not None and chunks_per_step < 1:
+        raise ValueError(f"chunks_per_step must be >= 1 or None, got {chunks_per_step}")
     r = h // g
     Q = min(chunk_size, l)
-    chunks = _cut_into_chunks(x, dt, A, B, C, reset, Q)
+    num_chunks = -(-l // Q)
+    K = num_chunks if chunks_per_step is None else min(chunks_per_step, num_chunks)
+    # Pad to whole groups of K chunks with dt = 0: identity decay and no input.
+    chunks = _cut_into_chunks(x, dt, A, B, C, reset, Q, -(-num_chunks // K) * K)
     if initial_state is None:
         state0_BGNRP = jnp.zeros((b, g, n, r, p), jnp.float32)
     else:  # [b, h, p, n] -> [b, g, n, r, p]
         state0_BGNRP = jnp.moveaxis(initial_state.astype(jnp.float32).reshape(b, g, r, p, n), -1, 2)
-    run = _loop_schedule if schedule == "loop" else _parallel_schedule
-    y_BCQHP, final_BGNRP = run(chunks, state0_BGNRP)
+    if chunks_per_step is None:
+        y_BCQHP, final_BGNRP = _parallel_schedule(chunks, state0_BGNRP)
+    else:
+        y_BCQHP, final_BGNRP = _grouped_schedule(chunks, state0_BGNRP, K)
     y = y_BCQHP.reshape(b, -1, h, p)[:, :l]
     final_state = jnp.moveaxis(final_BGNRP, 2, -1).reshape(b, h, p, n)
     return y.astype(x.dtype), final_state

@@ -24,11 +24,11 @@ class ScanMethod(enum.Enum):
 SEQUENTIAL_MAX_LENGTH = 8
 
 
-def _chunked_schedule_for_backend() -> str:
-    # On CPU the parallel schedule is bound by memory traffic over its [chunks, ...]
-    # intermediates and the loop schedule wins (measured in experiments/bench_ssd.py).
-    # Accelerators have the bandwidth and want the parallelism.
-    return "loop" if jax.default_backend() == "cpu" else "parallel"
+def _chunks_per_step_for_backend() -> int | None:
+    # On CPU the all-chunks-at-once schedule is bound by memory traffic over its [chunks, ...]
+    # intermediates and one chunk per scan step wins (experiments/bench_ssd). Accelerators have
+    # the bandwidth and want the parallelism (not measured here: no accelerator was available).
+    return 1 if jax.default_backend() == "cpu" else None
 
 
 def ssd(
@@ -65,10 +65,10 @@ def ssd(
         method = ScanMethod.SEQUENTIAL if length <= SEQUENTIAL_MAX_LENGTH else ScanMethod.CHUNKED
     if method is ScanMethod.SEQUENTIAL:
         return ssd_sequential(x, dt, A, B, C, initial_state=initial_state, reset=reset)
-    schedule = {
-        ScanMethod.CHUNKED: _chunked_schedule_for_backend(),
-        ScanMethod.CHUNKED_LOOP: "loop",
-        ScanMethod.CHUNKED_PARALLEL: "parallel",
+    chunks_per_step = {
+        ScanMethod.CHUNKED: _chunks_per_step_for_backend(),
+        ScanMethod.CHUNKED_LOOP: 1,
+        ScanMethod.CHUNKED_PARALLEL: None,
     }[method]
     return ssd_chunked(
         x,
@@ -79,5 +79,5 @@ def ssd(
         chunk_size=chunk_size,
         initial_state=initial_state,
         reset=reset,
-        schedule=schedule,
+        chunks_per_step=chunks_per_step,
     )

@@ -67,16 +67,20 @@ def test_sequential_reference_matches_numpy(seed, b, l, h, p, g, n, chunk, reset
     np.testing.assert_allclose(final, final_np, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("schedule", ["loop", "parallel"])
+@pytest.mark.parametrize("chunks_per_step", [1, 2, None])
 @pytest.mark.parametrize("seed,b,l,h,p,g,n,chunk,reset_prob,with_state", CASES)
 def test_chunked_matches_sequential(
-    seed, b, l, h, p, g, n, chunk, reset_prob, with_state, schedule
+    seed, b, l, h, p, g, n, chunk, reset_prob, with_state, chunks_per_step
 ):
     inputs, state, reset = make_inputs(
         seed, b, l, h, p, g, n, reset_prob=reset_prob, with_state=with_state
     )
-    y, final = jax.jit(ssd_chunked, static_argnames=("chunk_size", "schedule"))(
-        **inputs, chunk_size=chunk, initial_state=state, reset=reset, schedule=schedule
+    y, final = jax.jit(ssd_chunked, static_argnames=("chunk_size", "chunks_per_step"))(
+        **inputs,
+        chunk_size=chunk,
+        initial_state=state,
+        reset=reset,
+        chunks_per_step=chunks_per_step,
     )
     y_ref, final_ref = jax.jit(ssd_sequential)(**inputs, initial_state=state, reset=reset)
     assert y.shape == (b, l, h, p) and final.shape == (b, h, p, n)
@@ -129,8 +133,8 @@ def test_reset_at_start_ignores_initial_state_and_other_samples_keep_theirs():
     np.testing.assert_allclose(y[1], y_kept[1], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("schedule", ["loop", "parallel"])
-def test_gradients_match_sequential(schedule):
+@pytest.mark.parametrize("chunks_per_step", [1, None])
+def test_gradients_match_sequential(chunks_per_step):
     inputs, state, reset = make_inputs(7, 2, 21, 4, 4, 2, 8, reset_prob=0.1, with_state=True)
     weights = jax.random.normal(jax.random.key(99), (2, 21, 4, 4))
 
@@ -139,7 +143,7 @@ def test_gradients_match_sequential(schedule):
         return jnp.sum(y * weights) + jnp.sum(final**2) * 0.1
 
     args = (inputs["x"], inputs["dt"], inputs["A"], inputs["B"], inputs["C"], state)
-    chunked = lambda *a, **k: ssd_chunked(*a, chunk_size=8, schedule=schedule, **k)
+    chunked = lambda *a, **k: ssd_chunked(*a, chunk_size=8, chunks_per_step=chunks_per_step, **k)
     grads = jax.jit(jax.grad(lambda *a: loss(chunked, *a), argnums=tuple(range(6))))(*args)
     grads_ref = jax.jit(jax.grad(lambda *a: loss(ssd_sequential, *a), argnums=tuple(range(6))))(
         *args
