@@ -33,6 +33,10 @@ def test_every_config_file_builds_and_is_locked(spec):
     assert config.to_dict(), f"{spec} built an empty config"
     with pytest.raises((AttributeError, KeyError)):
         config.this_key_does_not_exist = 1
+    if "model" in config:  # the model section builds a model (shapes only: no memory, no FLOPs)
+        from lssvwm.models import WorldModelConfig, count_parameters
+
+        assert count_parameters(WorldModelConfig.from_mapping(config.model.to_dict())) > 0
 
 
 def test_parse_arg_types_flags_and_positional_first_field():
