@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lssvwm.nn.mamba2_fused import causal_conv_silu, gated_rms_norm, split_last
 from lssvwm.nn.partitioning import logical, param
 from lssvwm.ssm import ssd, ssd_step
 
@@ -211,19 +212,18 @@ class Mamba2Mixer(nnx.Module):
     # ---- pieces shared by __call__ and step ---------------------------------------------------
 
     def _split_projection(self, zxbcdt):
-        d, gn = self.d_inner, self.n_groups * self.d_state
-        z = zxbcdt[..., :d]
-        xBC = zxbcdt[..., d : 2 * d + 2 * gn]
-        dt_raw = zxbcdt[..., 2 * d + 2 * gn :]
-        return z, xBC, dt_raw
+        """[..., z | xBC | dt] -> (z, xBC, dt); the backward writes one concatenated gradient."""
+        return split_last(zxbcdt, (self.d_inner, self.conv_channels, self.heads))
 
     def _split_conv_output(self, xBC):
-        d, gn = self.d_inner, self.n_groups * self.d_state
+        gn = self.n_groups * self.d_state
         lead = xBC.shape[:-1]
-        x = xBC[..., :d].reshape(*lead, self.heads, self.head_dim)
-        B = xBC[..., d : d + gn].reshape(*lead, self.n_groups, self.d_state)
-        C = xBC[..., d + gn :].reshape(*lead, self.n_groups, self.d_state)
-        return x, B, C
+        x, B, C = split_last(xBC, (self.d_inner, gn, gn))
+        return (
+            x.reshape(*lead, self.heads, self.head_dim),
+            B.reshape(*lead, self.n_groups, self.d_state),
+            C.reshape(*lead, self.n_groups, self.d_state),
+        )
 
     def _ssm_inputs(self, dt_raw):
         dt = jax.nn.softplus(dt_raw.astype(jnp.float32) + self.dt_bias[...])
@@ -231,31 +231,39 @@ class Mamba2Mixer(nnx.Module):
         return dt, A
 
     def _gated_output(self, y_HP, x_HP, z):
-        """out_proj(rms_norm((y + D x) * silu(z))), normalised in float32."""
-        f32 = jnp.float32
-        y = y_HP.astype(f32) + self.D[...][:, None] * x_HP.astype(f32)
-        y = y.reshape(*z.shape) * jax.nn.silu(z.astype(f32))
-        y = y * jax.lax.rsqrt(jnp.mean(jnp.square(y), axis=-1, keepdims=True) + self.norm_eps)
-        y = (y * self.norm_scale[...].astype(f32)).astype(self.dtype)
-        return self.out_proj(y)
+        """out_proj(rms_norm((y + D x) * silu(z))), normalised in float32.
+
+        The norm's scale is folded into the output projection's kernel (diag(scale) @ W): a
+        weight-sized product instead of one more pass over the activations, forward and backward.
+        """
+        y = gated_rms_norm(y_HP, x_HP, z, self.D[...], self.norm_eps)
+        kernel = self.norm_scale[...][:, None] * self.out_proj.kernel[...]
+        out = jnp.einsum("...e,ed->...d", y.astype(self.dtype), kernel.astype(self.dtype))
+        if self.out_proj.bias is not None:
+            out = out + self.out_proj.bias[...].astype(self.dtype)
+        return out
 
     # ---- full sequence ------------------------------------------------------------------------
 
-    def _causal_conv(self, xBC_BLC, conv_BKC, reset_BL):
-        """Depthwise causal conv as K shifted multiply-adds; returns (out, next conv state)."""
+    def _causal_conv_silu(self, xBC_BLC, conv_BKC, reset_BL):
+        """silu(depthwise causal conv), fused (lssvwm.nn.mamba2_fused.py); returns (out, next
+        conv state)."""
         K = self.conv_kernel
         L = xBC_BLC.shape[1]
-        w_KC = self.conv_weight[...].astype(xBC_BLC.dtype)
-        padded = jnp.concatenate([conv_BKC.astype(xBC_BLC.dtype), xBC_BLC], axis=1)
         valid = _reset_masks(reset_BL, K)
-        out = self.conv_bias[...].astype(xBC_BLC.dtype)
-        for lag in range(K):
-            start = K - 1 - lag  # tap K-1-lag reads the input `lag` positions back
-            tap = padded[:, start : start + L] * w_KC[K - 1 - lag]
-            if valid[lag] is not None:
-                tap = jnp.where(valid[lag][..., None], tap, 0)
-            out = out + tap
-        next_conv = padded[:, L:]  # the last K-1 inputs, oldest first
+        out = causal_conv_silu(
+            xBC_BLC,
+            conv_BKC,
+            self.conv_weight[...].astype(xBC_BLC.dtype),
+            self.conv_bias[...].astype(xBC_BLC.dtype),
+            None if reset_BL is None else tuple(valid[1:]),
+        )
+        # The last K-1 inputs, oldest first (from the carried state too when L < K-1). Not a
+        # slice of concat(state, x): XLA would store that whole concatenation.
+        if L >= K - 1:
+            next_conv = xBC_BLC[:, L - (K - 1) :]
+        else:
+            next_conv = jnp.concatenate([conv_BKC[:, L:].astype(xBC_BLC.dtype), xBC_BLC], axis=1)
         if reset_BL is not None and K > 1:
             # Entry i (lag K-2-i from the last position) survives only without a later reset.
             keep = [valid[K - 2 - i] for i in range(K - 1)]
@@ -293,8 +301,8 @@ class Mamba2Mixer(nnx.Module):
             raise ValueError(f"reset must be [b, l] = {(b, L)}, got {reset.shape}")
 
         z, xBC, dt_raw = self._split_projection(self.in_proj(u_BLD))
-        xBC, next_conv = self._causal_conv(xBC, state.conv, reset)
-        x_BLHP, B_BLGN, C_BLGN = self._split_conv_output(jax.nn.silu(xBC))
+        xBC, next_conv = self._causal_conv_silu(xBC, state.conv, reset)
+        x_BLHP, B_BLGN, C_BLGN = self._split_conv_output(xBC)
         dt_BLH, A_H = self._ssm_inputs(dt_raw)
         y_BLHP, next_ssm = ssd(
             x_BLHP,
