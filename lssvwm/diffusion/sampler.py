@@ -1,0 +1,150 @@
+"""Autoregressive sampling with a streaming world model: prefill a context, generate units.
+
+    sampler = Sampler(model, config)                     # config: DiffusionConfig
+    cache = sampler.prefill(context_frames, context_actions, rng)
+    frames, cache = sampler.generate(cache, actions_BN, rng)          # N frames, unit by unit
+    frames, cache, seconds = sampler.generate(..., timings=True)      # seconds per unit
+
+The context enters through the model's parallel pass (`model.prefill`), never a loop of steps.
+Each unit of U = `model.unit` frames (1; the chunk in the chunked window) is one jitted call:
+DDIM's denoising steps in a `lax.fori_loop`, each a read-only `model.step` against the cache,
+then `model.commit` of the final frames -- the only pass whose candidate cache is kept. With
+context noise c > 0 (`config.context_noise`), the context and the committed frames are fed at
+level c (noised accordingly), as clean-prefix training does with levels in [0, c].
+
+The cache is a pytree argument of the jitted unit function, so per-unit timings measure the
+model, not Python. The compiled functions are keyed on the model's graph and the config (static
+arguments), so a new `Sampler` of the same model (e.g. after more training) reuses them. The
+sampler holds a snapshot of the parameters taken at construction.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lssvwm.diffusion.config import DiffusionConfig
+from lssvwm.diffusion.ddim import ddim_sample
+from lssvwm.diffusion.schedules import NoiseSchedule
+
+
+def _at_context_level(rng, frames, config: DiffusionConfig):
+    """(frames as fed back at the context-noise level c, the level [b, t]); c = 0: unchanged."""
+    level = jnp.full(frames.shape[:2], config.context_noise, jnp.float32)
+    frames = frames.astype(jnp.float32)
+    if config.context_noise > 0:
+        alpha, sigma = NoiseSchedule.from_config(config).alpha_sigma(config.context_noise)
+        frames = alpha * frames + sigma * jax.random.normal(rng, frames.shape, jnp.float32)
+    return frames, level
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _prefill(graphdef, config, state, frames, actions, rng, cache):
+    model = nnx.merge(graphdef, state)
+    frames, level = _at_context_level(rng, frames, config)
+    _, cache = model.prefill(frames, level, actions, cache)
+    return cache
+
+
+def _sample_unit(graphdef, config, state, cache, actions_U, rng, unit_index):
+    """One unit: x0 [b, U, H, W, C] by DDIM against the cache, and the cache with it committed."""
+    model = nnx.merge(graphdef, state)
+    rng = jax.random.fold_in(rng, unit_index)
+    rng_init, rng_steps, rng_commit = jax.random.split(rng, 3)
+    batch, unit = actions_U.shape[0], model.unit
+    shape = (batch, unit, *model.config.image_size, model.config.channels)
+
+    def denoise(x, t):
+        output, _candidate = model.step(x, jnp.full((batch, unit), t), actions_U, cache)
+        return output  # the candidate of a denoising pass is dropped (dead code under jit)
+
+    x0 = ddim_sample(denoise, jax.random.normal(rng_init, shape, jnp.float32), rng_steps, config)
+    fed_back, level = _at_context_level(rng_commit, x0, config)
+    return x0, model.commit(fed_back, actions_U, cache, noise_level_BU=level)
+
+
+_sample_unit_jit = jax.jit(_sample_unit, static_argnums=(0, 1))
+_sample_unit_donating = jax.jit(_sample_unit, static_argnums=(0, 1), donate_argnums=(3,))
+
+
+class Sampler:
+    """Prefill + jitted unit-by-unit generation for a `WorldModel` (see the module docstring).
+
+    donate_cache: let each unit reuse the previous cache's buffers (rollouts; the cache passed to
+      `generate` is then consumed).
+    """
+
+    def __init__(self, model, config: DiffusionConfig, *, donate_cache: bool = False):
+        if not isinstance(config, DiffusionConfig):
+            raise TypeError(
+                f"expected a DiffusionConfig (use DiffusionConfig.from_mapping), got "
+                f"{type(config).__name__}"
+            )
+        if model.config.output_channels != model.config.channels:
+            raise ValueError(
+                "sampling needs a model that predicts its input channels "
+                f"({model.config.channels}), got out_channels={model.config.output_channels}"
+            )
+        self.model = model
+        self.config = config
+        self.unit = model.unit
+        self._graphdef, self._state = nnx.split(model)
+        self._unit_fn = _sample_unit_donating if donate_cache else _sample_unit_jit
+
+    def prefill(self, frames_BTHWC, actions, rng, cache=None):
+        """The cache after the context frames (parallel pass, at the context-noise level).
+
+        The context is a whole number of units, so later units stay aligned to the chunks.
+        `cache` continues an earlier cache instead of starting empty.
+        """
+        frames_BTHWC = jnp.asarray(frames_BTHWC)
+        if frames_BTHWC.ndim != 5:
+            raise ValueError(f"context frames must be [b, t, H, W, C], got {frames_BTHWC.shape}")
+        if frames_BTHWC.shape[1] % self.unit:
+            raise ValueError(
+                f"a context of {frames_BTHWC.shape[1]} frames is not a whole number of units of "
+                f"{self.unit} frames (the chunked window generates whole chunks)"
+            )
+        return _prefill(self._graphdef, self.config, self._state, frames_BTHWC, actions, rng, cache)
+
+    def sample_unit(self, cache, actions_U, rng, unit_index=0):
+        """One unit (jitted): (frames [b, U, H, W, C], cache with them committed)."""
+        return self._unit_fn(
+            self._graphdef,
+            self.config,
+            self._state,
+            cache,
+            actions_U,
+            rng,
+            jnp.asarray(unit_index, jnp.int32),
+        )
+
+    def generate(self, cache, actions, rng, *, timings: bool = False):
+        """N = actions.shape[1] frames after `cache`, one unit per jitted call.
+
+        Returns (frames [b, N, H, W, C], final cache), plus the seconds of each unit's call
+        (blocked until ready) when `timings`.
+        """
+        num_frames = actions.shape[1]
+        if num_frames < 1 or num_frames % self.unit:
+            raise ValueError(
+                f"can only generate a positive whole number of units of {self.unit} frames, "
+                f"got {num_frames} actions"
+            )
+        cache = self.model.reserve(cache, num_frames)  # growing (full-causal) caches; else same
+        units, seconds = [], []
+        for index, start in enumerate(range(0, num_frames, self.unit)):
+            begin = time.perf_counter()
+            frames_U, cache = self.sample_unit(
+                cache, actions[:, start : start + self.unit], rng, index
+            )
+            if timings:
+                jax.block_until_ready((frames_U, cache))
+                seconds.append(time.perf_counter() - begin)
+            units.append(frames_U)
+        frames = jnp.concatenate(units, axis=1)
+        return (frames, cache, seconds) if timings else (frames, cache)
