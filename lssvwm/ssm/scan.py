@@ -20,7 +20,10 @@ class ScanMethod(enum.Enum):
     SEQUENTIAL = "sequential"  # lax.scan over tokens; the reference
 
 
-# Below this length the plain token scan beats chunking on CPU (experiments/bench_ssd.py).
+# At or below this length the plain token scan is used. Measured on CPU (experiments/bench_ssd):
+# forward-only, the token scan ties or wins up to ~128 tokens at the model's large batches, but
+# its reverse mode is 10-20x slower than the chunked one at every length measured (>= 256), and
+# training is what the long sequences are for; 8 keeps streaming steps of small blocks cheap.
 SEQUENTIAL_MAX_LENGTH = 8
 
 
