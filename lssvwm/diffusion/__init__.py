@@ -1,10 +1,10 @@
 """Noise schedules, the diffusion-forcing objective with clean-prefix training, samplers.
 
-config = DiffusionConfig.from_mapping(config_file.diffusion)    # default_config() section
-loss, metrics = diffusion_forcing_loss(model, batch, rng, config, chunk=model.unit)
+config = DiffusionConfig.from_mapping(config_file.diffusion)   # section: default_config()
+loss, metrics = diffusion_forcing_loss(model, batch, rng, config)   # jit/grad-able
 sampler = Sampler(model, config)
-cache = sampler.prefill(context_frames, context_actions, rng)
-frames, cache = sampler.generate(cache, actions, rng)
+cache = sampler.prefill(context_frames, context_actions, rng)    # parallel pass
+frames, cache = sampler.generate(cache, actions, rng)            # jitted unit by unit
 """
 
 from lssvwm.diffusion.clean_prefix import (

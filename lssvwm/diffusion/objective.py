@@ -1,6 +1,6 @@
 """The diffusion-forcing objective with long-context (clean-prefix) training.
 
-    loss, metrics = diffusion_forcing_loss(model_fn, batch, rng, config, chunk=model.unit)
+    loss, metrics = diffusion_forcing_loss(model_fn, batch, rng, config)
 
 `model_fn(noisy_frames_BTHWC, noise_level_BT, actions)` is the parallel pass (a `WorldModel`
 or any callable with that signature), `batch` holds `frames` (float in [-1, 1],
@@ -8,8 +8,7 @@ or any callable with that signature), `batch` holds `frames` (float in [-1, 1],
 Pure and jit-able: a trainer calls it inside its jitted step, e.g.
 
     grad_fn = nnx.value_and_grad(
-        lambda model: diffusion_forcing_loss(model, batch, rng, config, chunk=model.unit),
-        has_aux=True)
+        lambda model: diffusion_forcing_loss(model, batch, rng, config), has_aux=True)
 
 The pieces are separate so evaluation can reuse them: `noise_frames` noises frames at given
 levels (fixed levels for a held-out loss), `masked_frame_loss` averages a per-frame squared
@@ -132,19 +131,22 @@ def diffusion_forcing_loss(
     rng: jax.Array,
     config: DiffusionConfig,
     *,
-    chunk: int = 1,
+    chunk: int | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Diffusion-forcing loss of one batch with clean-prefix training: (loss, metrics).
 
     batch: `frames` float [b, t, H, W, C] in [-1, 1] and `actions` (as the model takes them).
-    chunk: the model's unit (`model.unit`): clean prefixes are whole chunks and, with
-      `config.chunk_synchronous`, a chunk's frames share a level.
+    chunk: the model's unit: clean prefixes are whole chunks and, with
+      `config.chunk_synchronous`, a chunk's frames share a level. None: `model_fn.unit` when the
+      model has one (a `WorldModel`), else 1.
     Metrics: loss, loss per level bin, noisy_fraction, loss_frames, all_clean, prefix_fraction
     (share of samples with a clean prefix).
     """
     for key in ("frames", "actions"):
         if key not in batch:
             raise ValueError(f"batch has no {key!r} (keys: {sorted(batch)})")
+    if chunk is None:
+        chunk = getattr(model_fn, "unit", 1)
     inputs = draw_training_inputs(rng, batch["frames"], config, chunk=chunk)
     prediction = model_fn(inputs.noisy, inputs.noise_level, batch["actions"])
     loss, metrics = masked_frame_loss(

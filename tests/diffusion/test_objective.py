@@ -107,7 +107,7 @@ def test_jitted_gradient_through_the_world_model():
 
     @nnx.jit
     def loss_and_grad(model, batch, rng):
-        fn = lambda m: diffusion_forcing_loss(m, batch, rng, config, chunk=m.unit)
+        fn = lambda m: diffusion_forcing_loss(m, batch, rng, config)  # chunk: m.unit
         return nnx.value_and_grad(fn, has_aux=True)(model)
 
     (loss, metrics), grads = loss_and_grad(model, BATCH, jax.random.key(7))
@@ -116,3 +116,27 @@ def test_jitted_gradient_through_the_world_model():
     assert leaves and all(np.isfinite(np.asarray(g)).all() for g in leaves)
     assert sum(float(jnp.abs(g).sum()) for g in leaves) > 0
     assert set(metrics) >= {"loss", "loss_low", "loss_mid", "loss_high", "prefix_fraction"}
+
+
+def test_chunk_defaults_to_the_models_unit():
+    """A model with unit 2 (chunked window) gets whole-chunk prefixes and per-chunk levels
+    without being told."""
+
+    class ChunkedStub:
+        unit = 2
+
+        def __call__(self, noisy, level, actions):
+            seen["level"] = level
+            return noisy
+
+    seen = {}
+
+    @jax.jit
+    def levels(rng):
+        diffusion_forcing_loss(ChunkedStub(), BATCH, rng, CONFIG)
+        return seen["level"]
+
+    level = np.asarray(levels(jax.random.key(11))).reshape(B, T // 2, 2)
+    np.testing.assert_array_equal(level[..., 0], level[..., 1])
+    prefix_length = (level[..., 0] == 0).sum(axis=1) * 2
+    assert np.all(prefix_length > T / 2) and np.all(prefix_length <= T - 2)
