@@ -31,14 +31,15 @@ SHRINK = dict(
 )
 
 
-def tiny_config(chunked: bool = False) -> WorldModelConfig:
-    config = WorldModelConfig.from_mapping(get_config().model).replace(**SHRINK)
+def tiny_config(chunked: bool = False, mixer: str = "lssvwm") -> WorldModelConfig:
+    """The tiny model; `chunked`: the paper's chunked window (unit 2 frames)."""
+    config = WorldModelConfig.from_mapping(get_config(f"mixer={mixer}").model).replace(**SHRINK)
     return config.replace(attention_chunk=2) if chunked else config
 
 
 @functools.cache
-def tiny_model(chunked: bool = False) -> WorldModel:
-    model = nnx.eval_shape(lambda: WorldModel(tiny_config(chunked), rngs=nnx.Rngs(0)))
+def tiny_model(chunked: bool = False, mixer: str = "lssvwm") -> WorldModel:
+    model = nnx.eval_shape(lambda: WorldModel(tiny_config(chunked, mixer), rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(model)
     rng = np.random.default_rng(3)
 
