@@ -5,8 +5,9 @@ For every mixer of a network config (default configs/network_cpu.py) this report
   - one parallel forward pass over a training window (batch x max_frames frames);
   - one streaming step (one unit of frames) after prefilling short and long contexts, and the
     cache bytes after each context: flat for the SSM models, growing for full-context attention.
-Timings are medians of jitted calls, interleaved across mixers per repetition (shared machines
-are noisy).
+Timings are medians of jitted calls, interleaved across mixers and calls per repetition (shared
+machines are noisy). Cache bytes are those right after the prefill; a growing (full-context)
+cache then reserves room for the stepped frame before the jitted step.
 
     python -m experiments.bench_network.bench_network
     python -m experiments.bench_network.bench_network --contexts 8,128 --reps 5 \
@@ -47,18 +48,22 @@ def random_inputs(config: WorldModelConfig, batch: int, frames: int, seed: int =
     return jnp.asarray(video, jnp.float32), jnp.asarray(noise, jnp.float32), actions
 
 
-def timed(fn, reps: int) -> float:
-    """Median seconds of `fn()` after one warm-up (compile) call."""
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
+def interleaved_medians(candidates: dict, reps: int) -> dict:
+    """Median seconds per candidate; every repetition runs each candidate once (after one warm-up
+    call that compiles), so a change in machine load hits all candidates alike."""
+    for fn in candidates.values():
         jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    times = {name: [] for name in candidates}
+    for _ in range(reps):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def bench_mixer(config: WorldModelConfig, batch: int, contexts, reps: int) -> dict:
+def prepare_mixer(config: WorldModelConfig, batch: int, contexts, row: dict) -> dict:
+    """Builds the model, prefills each context; returns the calls to time and fills `row`."""
     model = nnx.jit(lambda: WorldModel(config, rngs=nnx.Rngs(0)))()
     graphdef, state = nnx.split(model)
     call = jax.jit(lambda s, *a: nnx.merge(graphdef, s)(*a))
@@ -67,21 +72,22 @@ def bench_mixer(config: WorldModelConfig, batch: int, contexts, reps: int) -> di
     window = config.max_frames or 32
     video, noise, actions = random_inputs(config, batch, max(window, max(contexts) + config.unit))
     clip = lambda a, n: a[:, :n]
-    row = dict(mixer=config.mixer, unit_frames=config.unit)
-    row["forward_ms"] = 1e3 * timed(
-        lambda: call(state, clip(video, window), clip(noise, window), clip(actions, window)), reps
-    )
+    calls = {
+        "forward": lambda: call(
+            state, clip(video, window), clip(noise, window), clip(actions, window)
+        )
+    }
     for context in contexts:
         _, cache = prefill(
             state, clip(video, context), clip(noise, context), clip(actions, context)
         )
-        cache = model.reserve(cache, config.unit)
-        unit = lambda a, c=context: a[:, c : c + config.unit]
         row[f"cache_bytes_after_{context}"] = cache.nbytes
-        row[f"step_ms_after_{context}"] = 1e3 * timed(
-            lambda c=cache, u=unit: step(state, u(video), u(noise), u(actions), c), reps
+        cache = model.reserve(cache, config.unit)  # growing caches: room for the stepped frame
+        unit = lambda a, c=context: a[:, c : c + config.unit]
+        calls[f"step_after_{context}"] = lambda c=cache, u=unit: step(
+            state, u(video), u(noise), u(actions), c
         )
-    return row
+    return calls
 
 
 def main():
@@ -96,20 +102,28 @@ def main():
     contexts = [int(c) for c in args.contexts.split(",")]
     base = WorldModelConfig.from_mapping(load_config(args.config).model)
     lssvwm_params = parameter_report(base.replace(mixer="lssvwm"))["total"]
-    rows = []
+    rows, calls = [], {}
     for mixer in args.mixers.split(","):
         spec = f"{args.config}:mixer={mixer}"
         config = WorldModelConfig.from_mapping(load_config(spec).model)
         report = parameter_report(config)
         row = dict(
             config=spec,
+            mixer=mixer,
+            unit_frames=config.unit,
             params=report["total"],
             params_per_block=report["per_block"],
             depth=config.depth,
             depth_matching_lssvwm=depth_for_parameter_budget(config, lssvwm_params),
         )
-        row.update(bench_mixer(config, args.batch, contexts, args.reps))
+        for name, fn in prepare_mixer(config, args.batch, contexts, row).items():
+            calls[(mixer, name)] = fn
         rows.append(row)
+    medians = interleaved_medians(calls, args.reps)
+    for row in rows:
+        for (mixer, name), seconds in medians.items():
+            if mixer == row["mixer"]:
+                row[f"{name}_ms"] = round(1e3 * seconds, 2)
         print(json.dumps(row), flush=True)
     record = dict(
         jax=jax.__version__,

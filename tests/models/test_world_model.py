@@ -251,11 +251,3 @@ def test_bad_inputs_are_clear():
         model(frames[..., :2], noise, actions)
     with pytest.raises(ValueError, match="step takes one unit"):
         model.step(frames[:, :2], noise[:, :2], actions[:, :2], model.init_cache(BATCH))
-
-
-@pytest.mark.parametrize("variant", ["", ":mixer=causal_full", ":mixer=lssvwm,chunked"])
-def test_network_config_file_builds_a_model(variant):
-    from lssvwm.config_loading import load_config
-
-    config = WorldModelConfig.from_mapping(load_config(f"configs/network_cpu.py{variant}").model)
-    assert parameter_report(config)["total"] > 100_000
