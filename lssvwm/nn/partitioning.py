@@ -54,3 +54,19 @@ def constrain(x: jax.Array, names: LogicalNames) -> jax.Array:
     rules = dict(core_spmd.get_logical_axis_rules())
     spec = jax.sharding.PartitionSpec(*(rules.get(name) if name else None for name in names))
     return jax.lax.with_sharding_constraint(x, spec)
+
+
+def parameter_specs(state, rules) -> object:
+    """PartitionSpecs of a parameter state under logical `rules` ((name, mesh axis) pairs).
+
+    Logical names that no rule mentions are replicated (None), so a rule table only lists what
+    it shards; `nnx.get_partition_spec` alone would pass such names through as mesh axes.
+    """
+    names = set()
+    for leaf in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, nnx.Variable)):
+        if isinstance(leaf, nnx.Variable):
+            names.update(n for n in (leaf.get_metadata().get("out_sharding") or ()) if n)
+    listed = {name for name, _ in rules}
+    complete = tuple(rules) + tuple((name, None) for name in sorted(names - listed))
+    with nnx.logical_axis_rules(complete):
+        return nnx.get_partition_spec(state)
