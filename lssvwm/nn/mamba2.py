@@ -246,7 +246,7 @@ class Mamba2Mixer(nnx.Module):
     # ---- full sequence ------------------------------------------------------------------------
 
     def _causal_conv_silu(self, xBC_BLC, conv_BKC, reset_BL):
-        """silu(depthwise causal conv), fused (lssvwm.nn.mamba2_fused.py); returns (out, next
+        """silu(depthwise causal conv), fused (lssvwm/nn/mamba2_fused.py); returns (out, next
         conv state)."""
         K = self.conv_kernel
         L = xBC_BLC.shape[1]
