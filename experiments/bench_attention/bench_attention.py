@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from experiments.benchmarking import interleaved_medians
 from lssvwm.nn.attention import FrameLocalAttention
 from lssvwm.nn.attention_kernels import (
     dense_masked_attention,
@@ -32,19 +32,6 @@ from lssvwm.nn.attention_kernels import (
 from lssvwm.nn.attention_window import FrameWindow
 
 ROPE_BASE = 10_000.0
-
-
-def interleaved_medians(candidates: dict, reps: int) -> dict:
-    """Runs every candidate once per repetition; returns median seconds per candidate."""
-    for fn in candidates.values():  # compile and warm up
-        jax.block_until_ready(fn())
-    times = {name: [] for name in candidates}
-    for _ in range(reps):
-        for name, fn in candidates.items():
-            start = time.perf_counter()
-            jax.block_until_ready(fn())
-            times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def attention_fns(window: FrameWindow, query_blocks):

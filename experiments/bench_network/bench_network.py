@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from experiments.benchmarking import environment_record, interleaved_medians
 from lssvwm.config_loading import load_config
 from lssvwm.models import (
     MIXERS,
@@ -46,20 +44,6 @@ def random_inputs(config: WorldModelConfig, batch: int, frames: int, seed: int =
     else:
         actions = jnp.asarray(rng.uniform(0, config.pose_scale, (batch, frames, 3)), jnp.float32)
     return jnp.asarray(video, jnp.float32), jnp.asarray(noise, jnp.float32), actions
-
-
-def interleaved_medians(candidates: dict, reps: int) -> dict:
-    """Median seconds per candidate; every repetition runs each candidate once (after one warm-up
-    call that compiles), so a change in machine load hits all candidates alike."""
-    for fn in candidates.values():
-        jax.block_until_ready(fn())
-    times = {name: [] for name in candidates}
-    for _ in range(reps):
-        for name, fn in candidates.items():
-            start = time.perf_counter()
-            jax.block_until_ready(fn())
-            times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def prepare_mixer(config: WorldModelConfig, batch: int, contexts, row: dict) -> dict:
@@ -125,15 +109,7 @@ def main():
             if mixer == row["mixer"]:
                 row[f"{name}_ms"] = round(1e3 * seconds, 2)
         print(json.dumps(row), flush=True)
-    record = dict(
-        jax=jax.__version__,
-        backend=jax.default_backend(),
-        cpu_count=os.cpu_count(),
-        load_average=os.getloadavg()[0],
-        machine=platform.processor() or platform.machine(),
-        batch=args.batch,
-        rows=rows,
-    )
+    record = dict(**environment_record(), batch=args.batch, rows=rows)
     with open(args.out, "w") as f:
         json.dump(record, f, indent=1)
     print(f"wrote {args.out}")

@@ -14,32 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from experiments.benchmarking import environment_record, interleaved_medians
 from lssvwm.ssm import ssd, ssd_sequential
 
 try:  # the peer implementation is an optional extra
     import mamba2_jax
 except ImportError:  # pragma: no cover - depends on the environment
     mamba2_jax = None
-
-
-def interleaved_medians(candidates: dict, reps: int) -> dict:
-    """Runs every candidate once per repetition; returns median seconds per candidate."""
-    for fn in candidates.values():  # compile and warm up
-        jax.block_until_ready(fn())
-    times = {name: [] for name in candidates}
-    for _ in range(reps):
-        for name, fn in candidates.items():
-            start = time.perf_counter()
-            jax.block_until_ready(fn())
-            times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def matmul_peak_gflops(size: int = 2048, reps: int = 5) -> float:
@@ -131,8 +116,13 @@ def bench_model_shapes(lengths, reps, tokens=8192):
         )
         for name, seconds in medians.items():
             row = dict(
-                table="model_shapes", length=length, batch=batch, mode="fwd", method=name,
-                ms=seconds * 1e3, speedup_vs_sequential=medians["sequential"] / seconds,
+                table="model_shapes",
+                length=length,
+                batch=batch,
+                mode="fwd",
+                method=name,
+                ms=seconds * 1e3,
+                speedup_vs_sequential=medians["sequential"] / seconds,
             )
             rows.append(row)
             print(json.dumps(row))
@@ -277,14 +267,7 @@ def main():
             rows += bench_against_mamba2_jax(peer_lengths, reps, args.our_chunk, [64, 256])
         if "mixer" in tables:
             rows += bench_mixers(peer_lengths, reps)
-    record = dict(
-        jax=jax.__version__,
-        backend=jax.default_backend(),
-        cpu_count=__import__("os").cpu_count(),
-        machine=platform.processor() or platform.machine(),
-        matmul_peak_gflops=peak,
-        rows=rows,
-    )
+    record = dict(**environment_record(), matmul_peak_gflops=peak, rows=rows)
     with open(args.out, "w") as f:
         json.dump(record, f, indent=1)
     print(f"wrote {args.out}")
