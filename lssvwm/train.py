@@ -1,0 +1,287 @@
+r"""Trains a world model with diffusion forcing (absl app; resumes automatically).
+
+    python -m lssvwm.train --config=configs/quickstart.py --workdir=/tmp/qs
+    python -m lssvwm.train --config=configs/maze3d_lssvwm.py --workdir=DIR \
+        --config.training.steps=20000 --config.data.data_dir=/data/tfds
+
+Run it again with the same arguments and it resumes from the newest checkpoint in DIR (model,
+optimizer, EMA, step and data position) -- or, when the run had finished, only re-reads its
+results. Ctrl-C (or SIGTERM) saves a checkpoint of the current step on the way out; a hard kill
+loses the steps since the last periodic checkpoint.
+
+What a run writes into DIR:
+  config.json         the resolved config
+  checkpoints/<step>  orbax checkpoints (the newest `training.keep_checkpoints`)
+  metrics.jsonl       one JSON object per logged step: step, loss, steps_per_sec, learning_rate,
+                      grad_norm, ... and, at `training.eval_every`, the held-out figures (eval/...)
+  tb/                 the same scalars as TensorBoard events (`tensorboard --logdir DIR/tb`)
+  samples/step_N.gif  generated continuations of held-out windows next to the truth
+  eval_final.json     the held-out figures of the final weights (lssvwm.training.evaluation)
+
+The config file's sections: model (WorldModelConfig), diffusion (DiffusionConfig), data
+(lssvwm.data.config), optimizer (lssvwm.training.optimizer), training, eval, sample; see
+configs/quickstart.py for every field with a comment.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import resource
+import signal
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+from flax import nnx
+from ml_collections import config_flags
+
+from lssvwm.data import pipeline, sources
+from lssvwm.diffusion import DiffusionConfig
+from lssvwm.models import WorldModel, WorldModelConfig, count_parameters
+from lssvwm.training import evaluation, videos
+from lssvwm.training.checkpointing import Checkpoints
+from lssvwm.training.metrics import MetricWriter, Progress, format_duration
+from lssvwm.training.optimizer import make_optimizer
+from lssvwm.training.train_state import (
+    abstract_train_state,
+    init_train_state,
+    make_train_step,
+    model_from_state,
+    split_model,
+)
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/x.py[:arg]).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, results).")
+
+ACTION_FIELDS = {"discrete": "actions", "pose": "position", "relative_pose": "position"}
+
+
+def peak_memory_bytes() -> int:
+    """Peak resident memory of this process (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def model_batch(raw: dict, action_field: str) -> dict:
+    """The two fields the train step reads: uint8 frames and the model's actions."""
+    return {"frames": raw["frames"], "actions": raw[action_field]}
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
+    """Trains (or resumes) the run in `workdir` to `config.training.steps`; returns eval_final."""
+    started = time.perf_counter()
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+    training, eval_section = config.training, config.eval
+
+    # ---------------------------------------------------------------------------------------
+    # Model and diffusion.
+    # ---------------------------------------------------------------------------------------
+    model_config = WorldModelConfig.from_mapping(config.model)
+    diffusion_config = DiffusionConfig.from_mapping(config.diffusion)
+    if model_config.action_mode not in ACTION_FIELDS:
+        raise ValueError(f"no data field for action_mode {model_config.action_mode!r}")
+    action_field = ACTION_FIELDS[model_config.action_mode]
+    num_params = count_parameters(model_config)
+    logging.info("model: %s mixer, %s parameters", model_config.mixer, f"{num_params:,}")
+
+    # ---------------------------------------------------------------------------------------
+    # Data (built into config.data.data_dir on first use; a no-op once built).
+    # ---------------------------------------------------------------------------------------
+    begin = time.perf_counter()
+    fields = tuple(dict.fromkeys(("frames", action_field)))
+    train_source = sources.open_split(config.data, config.data.train_split, fields)
+    eval_source = sources.open_split(config.data, config.data.eval_split, fields)
+    logging.info("data ready in %.1fs: %s", time.perf_counter() - begin, train_source)
+    data_hw = tuple(train_source[0]["frames"].shape[1:3])
+    if data_hw != tuple(model_config.image_size):
+        raise ValueError(
+            f"data frames are {data_hw} but model.image_size is {model_config.image_size}"
+        )
+
+    # ---------------------------------------------------------------------------------------
+    # Train state: fresh, or the newest checkpoint.
+    # ---------------------------------------------------------------------------------------
+    total_steps = int(training.steps)
+    model = WorldModel(model_config, rngs=nnx.Rngs(config.seed))
+    graphdef, _, _ = split_model(model)
+    tx, schedule = make_optimizer(config.optimizer, total_steps)
+    state = init_train_state(model, tx)
+    del model
+    meta = {"model": model_config.to_dict(), "diffusion": diffusion_config.to_dict()}
+    meta = json.loads(json.dumps(meta))  # tuples -> lists, as JSON restores them
+    checkpoints = Checkpoints(workdir / "checkpoints", keep=int(training.keep_checkpoints))
+    data_state = {"step": 0}
+    restored = checkpoints.restore_latest(abstract_train_state(state), meta)
+    if restored is not None:
+        state, data_state, _ = restored
+        logging.info("resumed from %s at step %d", checkpoints.directory, int(state["step"]))
+    step = int(state["step"])
+
+    # ---------------------------------------------------------------------------------------
+    # Training loop.
+    # ---------------------------------------------------------------------------------------
+    writer = MetricWriter(workdir)
+    heldout = model_batch(
+        pipeline.fixed_windows(
+            eval_source,
+            int(training.window_length),
+            int(eval_section.num_windows),
+            seed=int(eval_section.seed),
+        ),
+        action_field,
+    )
+    eval_kwargs = dict(
+        context_frames=int(eval_section.context_frames),
+        noise_levels=tuple(eval_section.noise_levels),
+        batch_size=int(eval_section.batch_size),
+        seed=int(eval_section.seed),
+    )
+    if step < total_steps:
+        windows = pipeline.TrainingWindows(
+            train_source,
+            window_length=int(training.window_length),
+            batch_size=int(training.batch_size),
+            seed=int(config.seed),
+            start_step=int(data_state["step"]),
+        )
+        train_step = make_train_step(
+            graphdef,
+            diffusion_config,
+            tx,
+            ema_decay=float(config.optimizer.ema_decay),
+            seed=int(config.seed),
+            schedule=schedule,
+        )
+        progress = Progress(total_steps, step)
+        previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        last_saved = started_at = step
+        try:
+            while step < total_steps:
+                batch = model_batch(next(windows), action_field)
+                state, metrics = train_step(state, batch)
+                step += 1
+                first = step == started_at + 1
+                if first or step % int(training.log_every) == 0 or step == total_steps:
+                    loss = float(metrics["loss"])
+                    if not np.isfinite(loss):
+                        raise FloatingPointError(f"loss is {loss} at step {step}")
+                    if first:  # the first step includes compilation
+                        progress.reset_clock(step)
+                        rate = float("nan")
+                    else:
+                        rate = progress.rate(step)
+                    writer.write(step, {**metrics, "steps_per_sec": rate})
+                    logging.info(progress.line(step, loss, rate))
+                if step % int(training.checkpoint_every) == 0 or step == total_steps:
+                    checkpoints.save(step, state, data_state=windows.get_state(), meta=meta)
+                    last_saved = step
+                if int(training.eval_every) and step % int(training.eval_every) == 0:
+                    figures = evaluation.evaluate(
+                        graphdef, state, heldout, diffusion_config, **eval_kwargs
+                    )
+                    writer.write(
+                        step, {f"eval/{k}": v for k, v in figures.items() if isinstance(v, float)}
+                    )
+                    logging.info("eval at step %d: %s", step, _summary(figures))
+                if int(training.sample_every) and step % int(training.sample_every) == 0:
+                    _sample(
+                        config,
+                        graphdef,
+                        state,
+                        diffusion_config,
+                        eval_source,
+                        action_field,
+                        workdir,
+                        step,
+                    )
+        except KeyboardInterrupt:
+            if step > last_saved:
+                logging.warning("interrupted at step %d: saving a checkpoint", step)
+                checkpoints.save(step, state, data_state=windows.get_state(), meta=meta)
+            checkpoints.close()
+            writer.close()
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
+    else:
+        logging.info("training already finished at step %d", step)
+    checkpoints.close()
+
+    # ---------------------------------------------------------------------------------------
+    # Final evaluation and sample video (skipped when this step's results exist).
+    # ---------------------------------------------------------------------------------------
+    final_path = workdir / "eval_final.json"
+    if final_path.exists() and json.loads(final_path.read_text()).get("step") == step:
+        logging.info("eval_final.json is already at step %d: not recomputed", step)
+        writer.close()
+        return json.loads(final_path.read_text())
+    figures = evaluation.evaluate(graphdef, state, heldout, diffusion_config, **eval_kwargs)
+    _sample(config, graphdef, state, diffusion_config, eval_source, action_field, workdir, step)
+    results = {
+        "step": step,
+        **figures,
+        "num_params": int(num_params),
+        "mixer": model_config.mixer,
+        "wall_seconds_this_run": round(time.perf_counter() - started, 1),
+        "peak_memory_bytes": peak_memory_bytes(),
+    }
+    final_path.write_text(json.dumps(results, indent=2) + "\n")
+    writer.write(step, {f"eval/{k}": v for k, v in figures.items() if isinstance(v, float)})
+    writer.close()
+    logging.info("eval_final (step %d): %s", step, _summary(results))
+    return results
+
+
+def _summary(figures: dict) -> str:
+    keys = ("val_loss", "val_loss_shuffled_actions", "tf_next_frame_psnr", "copy_last_frame_psnr")
+    return "  ".join(f"{k} {figures[k]:.4f}" for k in keys)
+
+
+def _sample(config, graphdef, state, diffusion_config, eval_source, action_field, workdir, step):
+    """Writes samples/step_<step>.gif (EMA weights) when `sample.num_windows` > 0."""
+    section = config.sample
+    if int(section.num_windows) <= 0:
+        return
+    begin = time.perf_counter()
+    raw = pipeline.fixed_windows(
+        eval_source, int(section.window_length), int(section.num_windows), seed=int(section.seed)
+    )
+    path = videos.write_sample_video(
+        model_from_state(graphdef, state, ema=True),
+        diffusion_config.replace(sampler_steps=int(section.sampler_steps)),
+        raw["frames"],
+        raw[action_field],
+        int(section.context_frames),
+        workdir / "samples" / f"step_{step}.gif",
+        jax.random.PRNGKey(int(section.seed)),
+    )
+    logging.info("sample video %s (%s)", path, format_duration(time.perf_counter() - begin))
+
+
+class _DropLibraryChatter:
+    """A logging filter: orbax logs every file it writes at INFO; keep its warnings only."""
+
+    def filter(self, record) -> bool:
+        return record.levelno >= 30 or "/orbax/" not in record.pathname
+
+
+def main(argv):
+    logging.get_absl_handler().addFilter(_DropLibraryChatter())
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _CONFIG.value is None or _WORKDIR.value is None:
+        raise app.UsageError("--config and --workdir are required")
+    logging.info("JAX devices: %s", jax.devices())
+    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main)

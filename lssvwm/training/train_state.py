@@ -1,0 +1,116 @@
+"""The train state (a plain pytree) and the jitted, donating train step.
+
+    state = init_train_state(model, tx)           # {"step", "params", "rest", "opt_state", "ema"}
+    train_step = make_train_step(graphdef, diffusion_config, tx, ema_decay, seed)
+    state, metrics = train_step(state, batch)     # jitted; the old state's buffers are donated
+
+The model lives in the state as NNX `State` trees split from its graph (`nnx.split(model,
+nnx.Param, ...)`): `params` are trained, `rest` holds any non-parameter variables unchanged, and
+`graphdef` (static) rebuilds the module inside the step with `nnx.merge`. A functional state keeps
+checkpointing (one pytree) and donation (every buffer is an argument) simple.
+
+`batch` is host data: `frames` uint8 [b, t, H, W, C] (scaled to [-1, 1] inside the step, so the
+host sends a quarter of the bytes) and `actions` (int [b, t] or poses [b, t, 3]). The step's
+noise draw is `fold_in(PRNGKey(seed), step)`: a pure function of the step, so a resumed run
+draws exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from lssvwm.diffusion import DiffusionConfig, diffusion_forcing_loss
+from lssvwm.training.ema import ema_decay_at, ema_update
+
+TrainState = dict[str, Any]
+
+
+def split_model(model: nnx.Module):
+    """(graphdef, params, rest) of an NNX module."""
+    return nnx.split(model, nnx.Param, ...)
+
+
+def init_train_state(model: nnx.Module, tx: optax.GradientTransformation) -> TrainState:
+    """Step 0: the model's parameters, a fresh optimizer state and EMA = parameters."""
+    _, params, rest = split_model(model)
+    return {
+        "step": jnp.zeros((), jnp.int32),
+        "params": params,
+        "rest": rest,
+        "opt_state": tx.init(params),
+        "ema": jax.tree.map(jnp.copy, params),
+    }
+
+
+def model_from_state(graphdef, state: Mapping[str, Any], *, ema: bool = False) -> nnx.Module:
+    """The module with the state's weights (the EMA weights when `ema`)."""
+    return nnx.merge(graphdef, state["ema"] if ema else state["params"], state["rest"])
+
+
+def frames_to_model_range(frames_uint8: jax.Array) -> jax.Array:
+    """uint8 [0, 255] -> float32 [-1, 1] (the range the diffusion targets assume)."""
+    return frames_uint8.astype(jnp.float32) * (2.0 / 255.0) - 1.0
+
+
+def tree_norm(tree) -> jax.Array:
+    return optax.tree.norm(tree)
+
+
+def make_train_step(
+    graphdef,
+    diffusion_config: DiffusionConfig,
+    tx: optax.GradientTransformation,
+    *,
+    ema_decay: float,
+    seed: int,
+    schedule: optax.Schedule | None = None,
+):
+    """The jitted step `(state, batch) -> (state, metrics)`, donating `state`.
+
+    Metrics: the diffusion-forcing metrics (loss, loss per level bin, ...), grad_norm (before
+    clipping), param_norm, ema_decay, learning_rate (when `schedule` is given).
+    """
+    base_rng = jax.random.PRNGKey(seed)
+
+    def train_step(state: TrainState, batch: Mapping[str, jax.Array]):
+        step = state["step"]
+        rng = jax.random.fold_in(base_rng, step)
+        model_batch = {
+            "frames": frames_to_model_range(batch["frames"]),
+            "actions": batch["actions"],
+        }
+
+        def loss_fn(params):
+            model = nnx.merge(graphdef, params, state["rest"])
+            return diffusion_forcing_loss(model, model_batch, rng, diffusion_config)
+
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        new_state = {
+            "step": step + 1,
+            "params": params,
+            "rest": state["rest"],
+            "opt_state": opt_state,
+            "ema": ema_update(state["ema"], params, ema_decay, step),
+        }
+        metrics = dict(metrics, loss=loss)
+        metrics["grad_norm"] = tree_norm(grads)
+        metrics["param_norm"] = tree_norm(params)
+        metrics["ema_decay"] = ema_decay_at(ema_decay, step)
+        if schedule is not None:
+            metrics["learning_rate"] = schedule(step)
+        return new_state, metrics
+
+    return jax.jit(train_step, donate_argnums=(0,))
+
+
+def abstract_train_state(state: TrainState):
+    """ShapeDtypeStructs of a train state (the restore target of a checkpoint)."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)

@@ -1,0 +1,106 @@
+"""`python -m lssvwm.train` end to end on the tiny quickstart: files, contract fields, resume."""
+
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from lssvwm.config_loading import load_config
+from lssvwm.train import train_and_evaluate
+from lssvwm.training.checkpointing import Checkpoints
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+CONTRACT = (
+    "step",
+    "val_loss",
+    "val_loss_shuffled_actions",
+    "tf_next_frame_psnr",
+    "copy_last_frame_psnr",
+)
+
+
+def tiny_config(data_dir):
+    return load_config("configs/quickstart.py:tiny", {"data.data_dir": str(data_dir)})
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One CLI run of the tiny quickstart (4 steps, checkpoints at 2 and 4) with its own data."""
+    root = tmp_path_factory.mktemp("train")
+    workdir, data_dir = root / "run", root / "data"
+    command = [
+        sys.executable,
+        "-m",
+        "lssvwm.train",
+        "--config=configs/quickstart.py:tiny",
+        f"--workdir={workdir}",
+        f"--config.data.data_dir={data_dir}",
+    ]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir, data_dir, result.stderr
+
+
+def test_cli_run_writes_every_output(finished_run):
+    workdir, data_dir, log = finished_run
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["data"]["data_dir"] == str(data_dir) and config["training"]["steps"] == 4
+    assert any(data_dir.rglob("*.array_record*")), "data was not built into data.data_dir"
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
+    for record in records:
+        if "loss" in record:
+            assert {"step", "loss", "steps_per_sec", "learning_rate", "grad_norm"} <= set(record)
+            assert np.isfinite(record["loss"])
+    assert list((workdir / "tb").glob("events.out.tfevents.*")), "no TensorBoard event file"
+    final = json.loads((workdir / "eval_final.json").read_text())
+    assert set(CONTRACT) <= set(final) and final["step"] == 4
+    for key in CONTRACT[1:]:
+        assert np.isfinite(final[key])
+    assert final["copy_last_frame_psnr"] > 5.0
+    assert (workdir / "samples" / "step_4.gif").stat().st_size > 0
+    assert Checkpoints(workdir / "checkpoints").all_steps() == [2, 4]
+    assert "step 4/4" in log  # the progress line
+
+
+def test_second_run_resumes_without_retraining_or_rebuilding(finished_run, tmp_path):
+    workdir, data_dir, _ = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy)
+    metrics_before = (copy / "metrics.jsonl").read_text()
+    data_files = {p: p.stat().st_mtime_ns for p in data_dir.rglob("*") if p.is_file()}
+    results = train_and_evaluate(tiny_config(data_dir), copy)
+    assert results == json.loads((workdir / "eval_final.json").read_text())
+    assert (copy / "metrics.jsonl").read_text() == metrics_before  # no step was trained again
+    assert {p: p.stat().st_mtime_ns for p in data_dir.rglob("*") if p.is_file()} == data_files
+
+
+def _params(workdir, step):
+    checkpoints = Checkpoints(workdir / "checkpoints")
+    manager = checkpoints._manager
+    import orbax.checkpoint as ocp
+
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    return restored["state"]
+
+
+@pytest.mark.slow  # ~35 s: a second compile of the train step, evaluation and sampler
+def test_interrupted_run_resumes_to_identical_weights(finished_run, tmp_path):
+    """4 steps straight vs 2 steps + restart + 2 steps: identical params, EMA, optimizer, data."""
+    workdir, data_dir, _ = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy)
+    shutil.rmtree(copy / "checkpoints" / "4")  # as if killed between the step-2 and step-4 saves
+    (copy / "eval_final.json").unlink()
+    train_and_evaluate(tiny_config(data_dir), copy)
+    straight, resumed = _params(workdir, 4), _params(copy, 4)
+    assert jax.tree.structure(straight) == jax.tree.structure(resumed)
+    for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    data = lambda d: json.loads((d / "checkpoints" / "4" / "data" / "metadata").read_text())
+    assert data(copy) == data(workdir) == {"step": 4}
