@@ -1,0 +1,11 @@
+r"""configs/maze3d_lssvwm.py with the `causal_window` mixer (everything else equal).
+
+python -m lssvwm.train --config=configs/maze3d_causal_window.py --workdir=/tmp/maze3d_causal_window
+"""
+
+from configs import maze3d_lssvwm
+
+
+def get_config(arg=None):
+    del arg  # the mixer is this file's only difference
+    return maze3d_lssvwm.maze3d_config("causal_window")
