@@ -93,13 +93,13 @@ def get_config(arg=None):
     config.diffusion.sampler_steps = 10
 
     config.optimizer = optimizer_defaults()
-    config.optimizer.learning_rate = 2e-3
+    config.optimizer.learning_rate = 3e-3
     config.optimizer.warmup_steps = 5 if tiny else 50
     config.optimizer.ema_decay = 0.99
 
     config.training = ml_collections.ConfigDict(
         dict(
-            steps=4 if tiny else 600,
+            steps=4 if tiny else 700,
             batch_size=2 if tiny else 8,
             window_length=8 if tiny else 32,  # frames per training window
             log_every=1 if tiny else 20,

@@ -8,7 +8,7 @@ from lssvwm.config_loading import load_config
 from lssvwm.diffusion import DiffusionConfig
 from lssvwm.models import WorldModel, WorldModelConfig
 from lssvwm.training.optimizer import make_optimizer
-from lssvwm.training.train_state import init_train_state, split_model
+from lssvwm.training.train_state import init_train_state, make_train_step, split_model
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +30,13 @@ def tiny_parts(tiny_config):
     graphdef, _, _ = split_model(WorldModel(model_config, rngs=nnx.Rngs(0)))
     diffusion = DiffusionConfig.from_mapping(tiny_config.diffusion)
     return graphdef, fresh_state, tx, schedule, diffusion, model_config
+
+
+@pytest.fixture(scope="session")
+def tiny_step_fn(tiny_parts):
+    """The jitted train step of the tiny model (EMA decay 0.99, seed 0), compiled once."""
+    graphdef, _, tx, schedule, diffusion, _ = tiny_parts
+    return make_train_step(graphdef, diffusion, tx, ema_decay=0.99, seed=0, schedule=schedule)
 
 
 @pytest.fixture(scope="session")

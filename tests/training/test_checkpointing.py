@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 
 from lssvwm.training.checkpointing import CheckpointError, Checkpoints
-from lssvwm.training.train_state import abstract_train_state, make_train_step
+from lssvwm.training.train_state import abstract_train_state
 
 META = {"model": {"width": 32, "block_sizes": ["full", [1, 1]]}, "diffusion": {"target": "v"}}
 
 
 @pytest.fixture(scope="module")
-def trained_state(tiny_parts, make_batch):
+def trained_state(tiny_parts, tiny_step_fn, make_batch):
     """A state after 3 steps (non-trivial optimizer moments and EMA)."""
     graphdef, fresh_state, tx, schedule, diffusion, model_config = tiny_parts
-    step_fn = make_train_step(graphdef, diffusion, tx, ema_decay=0.9, seed=0)
+    step_fn = tiny_step_fn
     state = fresh_state()
     for i in range(3):
         state, _ = step_fn(state, make_batch(model_config, seed=i))

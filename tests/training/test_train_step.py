@@ -5,12 +5,11 @@ import numpy as np
 import pytest
 
 from lssvwm.training.ema import ema_decay_at
-from lssvwm.training.train_state import make_train_step
 
 
-def test_one_train_step_changes_params_and_gives_finite_loss(tiny_parts, make_batch):
+def test_one_train_step_changes_params_and_gives_finite_loss(tiny_parts, tiny_step_fn, make_batch):
     graphdef, fresh_state, tx, schedule, diffusion, model_config = tiny_parts
-    step_fn = make_train_step(graphdef, diffusion, tx, ema_decay=0.99, seed=0, schedule=schedule)
+    step_fn = tiny_step_fn
     state = fresh_state()
     before = jax.tree.map(np.array, state["params"])
     ema_before = jax.tree.map(np.array, state["ema"])
@@ -39,9 +38,9 @@ def test_one_train_step_changes_params_and_gives_finite_loss(tiny_parts, make_ba
     )
 
 
-def test_train_step_donates_the_old_state(tiny_parts, make_batch):
+def test_train_step_donates_the_old_state(tiny_parts, tiny_step_fn, make_batch):
     graphdef, fresh_state, tx, schedule, diffusion, model_config = tiny_parts
-    step_fn = make_train_step(graphdef, diffusion, tx, ema_decay=0.99, seed=0)
+    step_fn = tiny_step_fn
     state = fresh_state()
     old_leaf = jax.tree.leaves(state["params"])[0]
     new_state, _ = step_fn(state, make_batch(model_config))
@@ -49,9 +48,9 @@ def test_train_step_donates_the_old_state(tiny_parts, make_batch):
     assert not jax.tree.leaves(new_state["params"])[0].is_deleted()
 
 
-def test_train_step_is_a_pure_function_of_state_and_step(tiny_parts, make_batch):
+def test_train_step_is_a_pure_function_of_state_and_step(tiny_parts, tiny_step_fn, make_batch):
     graphdef, fresh_state, tx, schedule, diffusion, model_config = tiny_parts
-    step_fn = make_train_step(graphdef, diffusion, tx, ema_decay=0.99, seed=3)
+    step_fn = tiny_step_fn
     batch = make_batch(model_config, seed=1)
     a, metrics_a = step_fn(fresh_state(), batch)
     b, metrics_b = step_fn(fresh_state(), batch)
