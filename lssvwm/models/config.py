@@ -49,6 +49,8 @@ class WorldModelConfig:
     scan the full frame). `attention_window` is k for `lssvwm`/`mamba2_fla` and W for
     `causal_window`; `attention_chunk` selects the paper's chunked window (unit = chunk).
     `max_frames` is the training window length (None: unchecked).
+    `remat` recomputes each DiT block's activations in the backward pass of the parallel pass
+    (memory ~ one block's activations instead of all layers', for ~1/3 more compute).
     """
 
     image_size: tuple[int, int] = (32, 32)
@@ -79,6 +81,7 @@ class WorldModelConfig:
     noise_level_scale: float = 1000.0
     dtype: str = "float32"
     param_dtype: str = "float32"
+    remat: bool = False
 
     # ---- construction -------------------------------------------------------------------------
 
@@ -161,6 +164,8 @@ class WorldModelConfig:
         h, w = self.image_size
         if self.patch_size < 1 or h % self.patch_size or w % self.patch_size:
             raise ValueError(f"patch_size {self.patch_size} does not divide image_size {(h, w)}")
+        if not isinstance(self.remat, bool):
+            raise ValueError(f"remat must be a bool, got {self.remat!r}")
         if self.mixer not in MIXERS:
             raise ValueError(f"mixer must be one of {MIXERS}, got {self.mixer!r}")
         for name in ("width", "depth", "num_heads", "channels", "frequency_dim"):

@@ -41,6 +41,12 @@ from lssvwm.nn.dit import DiTBlock, LayerCache
 from lssvwm.nn.embed import FrameConditioning, PatchEmbed, Unpatchify
 
 
+@nnx.remat
+def _remat_block(block: DiTBlock, x, cond, layer_cache):
+    """A parallel-pass block whose activations are recomputed in the backward pass."""
+    return block(x, cond, layer_cache)
+
+
 class StreamCache(NamedTuple):
     """Everything streaming carries from one frame to the next (a pytree).
 
@@ -193,6 +199,8 @@ class WorldModel(nnx.Module):
         for block, layer_cache in zip(self.blocks, layer_caches, strict=True):
             if streaming:
                 x, layer_cache = block.step(x, cond, layer_cache)
+            elif self.config.remat:
+                x, layer_cache = _remat_block(block, x, cond, layer_cache)
             else:
                 x, layer_cache = block(x, cond, layer_cache)
             new_layers.append(layer_cache)

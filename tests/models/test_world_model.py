@@ -251,3 +251,29 @@ def test_bad_inputs_are_clear():
         model(frames[..., :2], noise, actions)
     with pytest.raises(ValueError, match="step takes one unit"):
         model.step(frames[:, :2], noise[:, :2], actions[:, :2], model.init_cache(BATCH))
+
+
+def test_remat_gives_the_same_loss_and_gradients():
+    """`remat` only trades memory for compute: same prediction, same parameter gradients."""
+    graphdef, state = model_for("causal_window")
+    remat_graphdef, _ = nnx.split(
+        nnx.eval_shape(
+            lambda: WorldModel(config_for("causal_window").replace(remat=True), rngs=nnx.Rngs(0))
+        )
+    )
+    frames, noise, actions = inputs_for(config_for("causal_window"))
+
+    def loss_and_grad(graph):
+        def loss(params):
+            return jnp.mean(nnx.merge(graph, params)(frames, noise, actions) ** 2)
+
+        return jax.jit(jax.value_and_grad(loss))(state)
+
+    (loss, grads), (remat_loss, remat_grads) = (
+        loss_and_grad(graphdef),
+        loss_and_grad(remat_graphdef),
+    )
+    np.testing.assert_allclose(remat_loss, loss, rtol=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), remat_grads, grads
+    )
