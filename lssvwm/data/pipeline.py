@@ -17,16 +17,25 @@ So resuming at step s reproduces the batches exactly, a curriculum can change th
 or batch size at any step, and processes never read the same window. A window may span several
 stored segments of its episode (only those segments are read) but never two episodes.
 
+Length curricula: both iterators take `stages=((start_step, window_length, batch_size), ...)`
+instead of one window length and batch size (see lssvwm.training.curriculum). Random windows
+simply use the stage's shape at each step. A TBPTT stream restarts every slot at a fresh episode
+when a stage begins (the stage's windows tile episodes with its own length), so windows never
+straddle an episode boundary or a length change, and a slot's position stays a pure function of
+the step: episodes left unfinished by a stage are not resumed, and the episode permutation goes
+on where the previous stage stopped.
+
 The iterators run on grain (`MapDataset.range(steps).map(batch_at).to_iter_dataset(...)`, read
 ahead by a few threads) and keep their position as a small checkpointable dict,
 `{"step": int}` (`get_state` / `set_state`), to save beside the model.
 
 Public API: sample_window, read_window, training_batch, TrainingWindows,
-            stream_window, ConsecutiveWindows, fixed_windows
+            stream_window, staged_stream_window, ConsecutiveWindows, fixed_windows
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 
 import grain
@@ -105,6 +114,33 @@ def _local_slots(batch_size: int, process_index: int, process_count: int) -> ran
     return range(process_index * local, (process_index + 1) * local)
 
 
+Stages = tuple[tuple[int, int, int], ...]  # ((start_step, window_length, batch_size), ...)
+
+
+def _resolve_stages(stages, window_length, batch_size) -> Stages:
+    """Validated stages from either `stages` or one (window_length, batch_size)."""
+    if stages is None:
+        if window_length is None or batch_size is None:
+            raise ValueError("give window_length and batch_size, or stages")
+        stages = ((0, window_length, batch_size),)
+    elif window_length is not None or batch_size is not None:
+        raise ValueError("give either stages or window_length and batch_size, not both")
+    stages = tuple((int(a), int(b), int(c)) for a, b, c in stages)
+    if not stages or stages[0][0] != 0:
+        raise ValueError(f"stages must start at step 0, got {stages}")
+    for (start, _, _), (next_start, _, _) in zip(stages, stages[1:], strict=False):
+        if next_start <= start:
+            raise ValueError(f"stage start steps must increase, got {stages}")
+    for _, length, batch in stages:
+        if length < 1 or batch < 1:
+            raise ValueError(f"stage window lengths and batch sizes must be >= 1, got {stages}")
+    return stages
+
+
+def _stage_index(stages: Stages, step: int) -> int:
+    return bisect.bisect_right([start for start, _, _ in stages], step) - 1
+
+
 def training_batch(
     source: SegmentSource,
     window_length: int,
@@ -154,29 +190,37 @@ class _StepIterator:
 
 
 class TrainingWindows(_StepIterator):
-    """Infinite iterator of random-window batches, `training_batch` at step 0, 1, 2, ..."""
+    """Infinite iterator of random-window batches, `training_batch` at step 0, 1, 2, ...
+
+    With `stages` (a length curriculum) instead of `window_length`/`batch_size`, step s uses the
+    shape of the stage that contains s.
+    """
 
     def __init__(
         self,
         source: SegmentSource,
         *,
-        window_length: int,
-        batch_size: int,
+        window_length: int | None = None,
+        batch_size: int | None = None,
         seed: int,
+        stages: Sequence[tuple[int, int, int]] | None = None,
         process_index: int = 0,
         process_count: int = 1,
         start_step: int = 0,
         num_threads: int = 2,
         prefetch: int = 2,
     ):
-        _local_slots(batch_size, process_index, process_count)  # validate early
-        sample_window(source.index, window_length, seed, 0, 0)
+        stages = _resolve_stages(stages, window_length, batch_size)
+        for _, length, batch in stages:  # validate every stage early
+            _local_slots(batch, process_index, process_count)
+            sample_window(source.index, length, seed, 0, 0)
 
         def batch_at(step: int) -> dict[str, np.ndarray]:
+            _, length, batch = stages[_stage_index(stages, step)]
             return training_batch(
                 source,
-                window_length,
-                batch_size,
+                length,
+                batch,
                 seed,
                 step,
                 process_index=process_index,
@@ -195,54 +239,95 @@ def stream_window(
     same steps (episodes have equal length). Episodes are dealt to (round, slot) pairs from
     a fresh permutation per epoch, so each epoch uses each episode once.
     """
+    episode, start, _ = staged_stream_window(
+        index, ((0, window_length, batch_size),), seed, step, slot
+    )
+    return episode, start
+
+
+def staged_stream_window(
+    index: EpisodeIndex, stages: Sequence[tuple[int, int, int]], seed: int, step: int, slot: int
+) -> tuple[int, int, int]:
+    """(stored episode, start frame, window length) of slot `slot` at `step` of a TBPTT stream
+    whose window length and batch size change at stage starts (`stages` as in the module
+    docstring).
+
+    Within a stage this is `stream_window` with the stage's length and batch, its steps counted
+    from the stage start. A stage begins with every slot at frame 0 of a fresh episode, dealt
+    from the same epoch permutations, after the episodes the earlier stages took (a round cut
+    short by the stage change still counts as taken).
+    """
+    stages = _resolve_stages(stages, None, None)
     frames = index.episode_frames()
     if not (frames == frames[0]).all():
         raise ValueError(
             "TBPTT streams need equal-length episodes so that windows tile them; "
             f"lengths here range over {sorted(set(frames.tolist()))[:5]}..."
         )
-    per_episode = int(frames[0]) // window_length
-    if per_episode < 1:
-        raise ValueError(f"window_length {window_length} exceeds the episode length {frames[0]}")
-    round_, window = divmod(step, per_episode)
-    flat = round_ * batch_size + slot
+    k = _stage_index(stages, step)
+    dealt = 0  # episodes dealt to the stages before k
+    for (start, length, batch), (next_start, _, _) in zip(
+        stages[:k], stages[1 : k + 1], strict=True
+    ):
+        dealt += -(-(next_start - start) // _windows_per_episode(frames[0], length)) * batch
+    start_step, window_length, batch_size = stages[k]
+    if not 0 <= slot < batch_size:
+        raise ValueError(f"slot {slot} is not in [0, {batch_size}) at step {step}")
+    per_episode = _windows_per_episode(frames[0], window_length)
+    round_, window = divmod(step - start_step, per_episode)
+    flat = dealt + round_ * batch_size + slot
     epoch, position = divmod(flat, index.num_episodes)
     permutation = _rng(seed, epoch, 0, stream=1).permutation(index.num_episodes)
-    return int(permutation[position]), window * window_length
+    return int(permutation[position]), window * window_length, window_length
+
+
+def _windows_per_episode(episode_frames: int, window_length: int) -> int:
+    per_episode = int(episode_frames) // window_length
+    if per_episode < 1:
+        raise ValueError(
+            f"window_length {window_length} exceeds the episode length {episode_frames}"
+        )
+    return per_episode
 
 
 class ConsecutiveWindows(_StepIterator):
     """Infinite iterator of TBPTT batches: each slot's consecutive windows of its episodes.
 
     Batches carry `episode_start [B]` and `is_first [B, W]` so a trainer resets carried state
-    where an episode begins. Frames after the last whole window of an episode are skipped.
+    where an episode begins; windows never straddle two episodes, so `is_first` is true at most
+    on a window's frame 0. Frames after the last whole window of an episode are skipped. With
+    `stages` (a length curriculum), see `staged_stream_window`.
     """
 
     def __init__(
         self,
         source: SegmentSource,
         *,
-        window_length: int,
-        batch_size: int,
+        window_length: int | None = None,
+        batch_size: int | None = None,
         seed: int,
+        stages: Sequence[tuple[int, int, int]] | None = None,
         process_index: int = 0,
         process_count: int = 1,
         start_step: int = 0,
         num_threads: int = 2,
         prefetch: int = 2,
     ):
-        slots = _local_slots(batch_size, process_index, process_count)
-        stream_window(source.index, window_length, batch_size, seed, 0, 0)  # validate early
+        stages = _resolve_stages(stages, window_length, batch_size)
+        for start, _, batch in stages:  # validate every stage early
+            _local_slots(batch, process_index, process_count)
+            staged_stream_window(source.index, stages, seed, start, 0)
 
         def batch_at(step: int) -> dict[str, np.ndarray]:
+            _, _, batch = stages[_stage_index(stages, step)]
             windows = []
-            for slot in slots:
-                episode, start = stream_window(
-                    source.index, window_length, batch_size, seed, step, slot
+            for slot in _local_slots(batch, process_index, process_count):
+                episode, start, length = staged_stream_window(
+                    source.index, stages, seed, step, slot
                 )
-                window = read_window(source, episode, start, window_length)
+                window = read_window(source, episode, start, length)
                 window["episode_start"] = np.bool_(start == 0)
-                window["is_first"] = np.arange(start, start + window_length) == 0
+                window["is_first"] = np.arange(start, start + length) == 0
                 windows.append(window)
             return _stack(windows)
 
