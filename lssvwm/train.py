@@ -20,7 +20,10 @@ What a run writes into DIR:
 
 The config file's sections: model (WorldModelConfig), diffusion (DiffusionConfig), data
 (lssvwm.data.config), optimizer (lssvwm.training.optimizer), training, eval, sample; see
-configs/quickstart.py for every field with a comment.
+configs/quickstart.py for every field with a comment. Two optional sections (absent: off):
+curriculum (lssvwm.training.curriculum: window length and batch size by step) and state
+(lssvwm.training.state_carrying: TBPTT state carrying and reset policies); see
+configs/ablation_curriculum.py and configs/ablation_state.py.
 """
 
 from __future__ import annotations
@@ -43,8 +46,15 @@ from lssvwm.diffusion import DiffusionConfig
 from lssvwm.models import WorldModel, WorldModelConfig, count_parameters
 from lssvwm.training import evaluation, videos
 from lssvwm.training.checkpointing import Checkpoints
+from lssvwm.training.curriculum import Curriculum
 from lssvwm.training.metrics import MetricWriter, Progress, format_duration
 from lssvwm.training.optimizer import make_optimizer
+from lssvwm.training.state_carrying import (
+    StateConfig,
+    carry_batch_size,
+    init_carry,
+    make_stateful_train_step,
+)
 from lssvwm.training.train_state import (
     abstract_train_state,
     init_train_state,
@@ -64,9 +74,25 @@ def peak_memory_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def model_batch(raw: dict, action_field: str) -> dict:
-    """The two fields the train step reads: uint8 frames and the model's actions."""
-    return {"frames": raw["frames"], "actions": raw[action_field]}
+# Stream fields a stateful train step reads beside frames and actions (slot positions, resets).
+STREAM_FIELDS = ("episode_start", "episode_id", "start_frame")
+
+
+def model_batch(raw: dict, action_field: str, stream_fields: tuple[str, ...] = ()) -> dict:
+    """The fields the train step reads: uint8 frames, the model's actions (and stream fields)."""
+    batch = {"frames": raw["frames"], "actions": raw[action_field]}
+    batch.update({name: raw[name] for name in stream_fields if name in raw})
+    return batch
+
+
+def check_windows_within_episodes(raw: dict) -> None:
+    """A carried window must not straddle two episodes: resets happen at window starts only
+    (frame-local attention does not mask across an in-window episode boundary)."""
+    if "is_first" in raw and np.asarray(raw["is_first"])[:, 1:].any():
+        raise ValueError(
+            "a training window crosses an episode boundary; state carrying resets "
+            "at window starts only"
+        )
 
 
 def _raise_keyboard_interrupt(signum, frame):
@@ -91,6 +117,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     action_field = ACTION_FIELDS[model_config.action_mode]
     num_params = count_parameters(model_config)
     logging.info("model: %s mixer, %s parameters", model_config.mixer, f"{num_params:,}")
+    curriculum = Curriculum.from_config(
+        config.get("curriculum"),
+        window_length=int(training.window_length),
+        batch_size=int(training.batch_size),
+        unit=model_config.unit,
+    )
+    curriculum.check_clean_prefix(diffusion_config, model_config.unit)
+    state_config = StateConfig.from_config(config.get("state"))
+    state_config.check_model(model_config)
+    if curriculum.num_stages > 1:
+        logging.info("curriculum: %s", curriculum.describe())
+    if state_config.stateful:
+        logging.info("state: %s", state_config.to_dict())
 
     # ---------------------------------------------------------------------------------------
     # Data (built into config.data.data_dir on first use; a no-op once built).
@@ -114,10 +153,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     graphdef, _, _ = split_model(model)
     tx, schedule = make_optimizer(config.optimizer, total_steps)
     state = init_train_state(model, tx)
-    del model
     meta = {"model": model_config.to_dict(), "diffusion": diffusion_config.to_dict()}
+    # Only non-default sections enter the meta, so runs without them resume as before.
+    if curriculum.num_stages > 1:
+        meta["curriculum"] = curriculum.as_tuples()
+    if state_config.stateful:
+        meta["state"] = state_config.to_dict()
     meta = json.loads(json.dumps(meta))  # tuples -> lists, as JSON restores them
     checkpoints = Checkpoints(workdir / "checkpoints", keep=int(training.keep_checkpoints))
+    if state_config.stateful:
+        # The carry's shapes follow the batch size of the stage of the step it is saved at.
+        carry_step = checkpoints.latest_step() or 0
+        state["carry"] = init_carry(model, curriculum.stage_at(carry_step).batch_size)
+    del model
     data_state = {"step": 0}
     restored = checkpoints.restore_latest(abstract_train_state(state), meta)
     if restored is not None:
@@ -144,35 +192,60 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         batch_size=int(eval_section.batch_size),
         seed=int(eval_section.seed),
     )
+    compilations = 0
     if step < total_steps:
-        windows = pipeline.TrainingWindows(
+        windows_class = (
+            pipeline.ConsecutiveWindows if state_config.carry else pipeline.TrainingWindows
+        )
+        windows = windows_class(
             train_source,
-            window_length=int(training.window_length),
-            batch_size=int(training.batch_size),
+            stages=curriculum.as_tuples(),
             seed=int(config.seed),
             start_step=int(data_state["step"]),
         )
-        train_step = make_train_step(
-            graphdef,
-            diffusion_config,
-            tx,
-            ema_decay=float(config.optimizer.ema_decay),
-            seed=int(config.seed),
-            schedule=schedule,
+        step_kwargs = dict(
+            ema_decay=float(config.optimizer.ema_decay), seed=int(config.seed), schedule=schedule
         )
+        if state_config.stateful:
+            train_step = make_stateful_train_step(
+                graphdef, diffusion_config, tx, state_config, **step_kwargs
+            )
+        else:
+            train_step = make_train_step(graphdef, diffusion_config, tx, **step_kwargs)
+        stream_fields = STREAM_FIELDS if state_config.stateful else ()
         progress = Progress(total_steps, step)
         previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         last_saved = started_at = step
         try:
             while step < total_steps:
-                batch = model_batch(next(windows), action_field)
-                state, metrics = train_step(state, batch)
+                raw = next(windows)
+                if state_config.carry:
+                    check_windows_within_episodes(raw)
+                state, metrics = train_step(state, model_batch(raw, action_field, stream_fields))
                 step += 1
+                stage = curriculum.stage_at(step)
+                if stage.start_step == step and step < total_steps:
+                    logging.info(
+                        "curriculum stage %d after step %d: %d frames x %d windows",
+                        stage.index,
+                        step,
+                        stage.window_length,
+                        stage.batch_size,
+                    )
+                if state_config.stateful and carry_batch_size(state["carry"]) != stage.batch_size:
+                    # A stage with another batch size: a fresh carry (all slots restart there).
+                    state["carry"] = init_carry(model_from_state(graphdef, state), stage.batch_size)
                 first = step == started_at + 1
                 if first or step % int(training.log_every) == 0 or step == total_steps:
                     loss = float(metrics["loss"])
                     if not np.isfinite(loss):
                         raise FloatingPointError(f"loss is {loss} at step {step}")
+                    if int(metrics.get("stream_breaks", 0)):
+                        raise RuntimeError(
+                            f"step {step}: {int(metrics['stream_breaks'])} slot(s) got a window "
+                            "that does not continue their carried state (data or schedule "
+                            "changed under a resumed run?)"
+                        )
                     if first:  # the first step includes compilation
                         progress.reset_clock(step)
                         rate = float("nan")
@@ -211,6 +284,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             raise
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
+        compilations = train_step.trace_count()
+        logging.info("train step compiled %d time(s) in this run", compilations)
     else:
         logging.info("training already finished at step %d", step)
     checkpoints.close()
@@ -231,6 +306,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         "num_params": int(num_params),
         "mixer": model_config.mixer,
         "wall_seconds_this_run": round(time.perf_counter() - started, 1),
+        "train_step_compilations_this_run": compilations,
         "peak_memory_bytes": peak_memory_bytes(),
     }
     final_path.write_text(json.dumps(results, indent=2) + "\n")

@@ -3,6 +3,7 @@
     state = init_train_state(model, tx)           # {"step", "params", "rest", "opt_state", "ema"}
     train_step = make_train_step(graphdef, diffusion_config, tx, ema_decay, seed)
     state, metrics = train_step(state, batch)     # jitted; the old state's buffers are donated
+    train_step.trace_count()                      # compilations so far (one per batch shape)
 
 The model lives in the state as NNX `State` trees split from its graph (`nnx.split(model,
 nnx.Param, ...)`): `params` are trained, `rest` holds any non-parameter variables unchanged, and
@@ -91,24 +92,54 @@ def make_train_step(
             return diffusion_forcing_loss(model, model_batch, rng, diffusion_config)
 
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        new_state = {
-            "step": step + 1,
-            "params": params,
-            "rest": state["rest"],
-            "opt_state": opt_state,
-            "ema": ema_update(state["ema"], params, ema_decay, step),
-        }
-        metrics = dict(metrics, loss=loss)
-        metrics["grad_norm"] = tree_norm(grads)
-        metrics["param_norm"] = tree_norm(params)
-        metrics["ema_decay"] = ema_decay_at(ema_decay, step)
-        if schedule is not None:
-            metrics["learning_rate"] = schedule(step)
-        return new_state, metrics
+        new_state, update_metrics = apply_gradients(state, grads, tx, ema_decay, schedule)
+        return new_state, {**metrics, "loss": loss, **update_metrics}
 
-    return jax.jit(train_step, donate_argnums=(0,))
+    return jit_counting_traces(train_step, donate_argnums=(0,))
+
+
+def jit_counting_traces(fn, **jit_kwargs):
+    """`jax.jit(fn, **jit_kwargs)` that counts its traces: `jitted.trace_count()` is the number
+    of times it was traced (= compiled) so far, e.g. once per curriculum stage shape."""
+    traces = [0]
+
+    def counted(*args, **kwargs):
+        traces[0] += 1
+        return fn(*args, **kwargs)
+
+    jitted = jax.jit(counted, **jit_kwargs)
+    jitted.trace_count = lambda: traces[0]
+    return jitted
+
+
+def apply_gradients(
+    state: TrainState,
+    grads,
+    tx: optax.GradientTransformation,
+    ema_decay: float,
+    schedule: optax.Schedule | None = None,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """The optimizer and EMA update of a step: (state after it, its metrics: grad_norm before
+    clipping, param_norm, ema_decay, learning_rate when `schedule` is given). Entries of the
+    state other than step/params/rest/opt_state/ema (e.g. a carry) are passed through."""
+    step = state["step"]
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    new_state = {
+        **state,
+        "step": step + 1,
+        "params": params,
+        "opt_state": opt_state,
+        "ema": ema_update(state["ema"], params, ema_decay, step),
+    }
+    metrics = {
+        "grad_norm": tree_norm(grads),
+        "param_norm": tree_norm(params),
+        "ema_decay": ema_decay_at(ema_decay, step),
+    }
+    if schedule is not None:
+        metrics["learning_rate"] = schedule(step)
+    return new_state, metrics
 
 
 def abstract_train_state(state: TrainState):
