@@ -1,0 +1,119 @@
+r"""Scores a trained world model on the retrieval or reasoning task (absl app).
+
+    python -m lssvwm.evaluate --workdir=/tmp/qs --task=retrieval --output=/tmp/qs/retrieval.json
+    python -m lssvwm.evaluate --workdir=DIR --task=reasoning --context=192 --horizon=64 \
+        --num_episodes=32 --batch_size=8 --seed=0 --output=OUT.json
+    python -m lssvwm.evaluate --compare DIR1 DIR2 OUT.json ... --output=compare.md
+
+Retrieval: a context of N frames, then the path walked backwards (ground truth: the reversed
+context). Reasoning: a context, then the episode's next frames through places seen before
+(`lssvwm.data.eval_tasks`). Over `--num_episodes` episodes (default 32, the least for the
+bootstrap intervals; fewer is allowed for smoke runs and noted in the JSON) of the run's
+dataset, in batches, seeded. Writes OUT.json (task, context, horizon, psnr, ssim,
+psnr_by_distance, num_episodes, checkpoint_step, and more: `lssvwm.evaluation.report`),
+OUT.png (PSNR by frames since the view was last seen, and by frame, beside copying the last
+frame) and OUT_best_worst.gif. `--data=maze3d.test_episodes=32` evaluates on more held-out
+episodes of the same generator than the run's dataset has (built on first use).
+
+`--compare` takes result JSONs or directories holding them and writes one markdown table and
+one plot (`lssvwm.evaluation.compare`).
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+from absl import app, flags, logging
+
+from lssvwm.evaluation import compare, loading, report, statistics, tasks
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by lssvwm.train.")
+_TASK = flags.DEFINE_enum("task", "retrieval", ("retrieval", "reasoning"), "Which task.")
+_CONTEXT = flags.DEFINE_integer("context", None, "Context frames N (default: per task/data).")
+_HORIZON = flags.DEFINE_integer("horizon", None, "Generated frames M (default: per task/data).")
+_OUTPUT = flags.DEFINE_string(
+    "output", None, "Result JSON (default: WORKDIR/evaluation/TASK.json); with --compare: .md"
+)
+_NUM_EPISODES = flags.DEFINE_integer("num_episodes", tasks.MIN_EPISODES_FOR_CI, "Episodes.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Episodes generated together.")
+_SEED = flags.DEFINE_integer("seed", 0, "Sampling and bootstrap seed.")
+_SPLIT = flags.DEFINE_string("split", None, "Split (default: test / reasoning per task).")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
+_WEIGHTS = flags.DEFINE_enum("weights", "ema", loading.WEIGHTS, "EMA or raw parameters.")
+_SAMPLER_STEPS = flags.DEFINE_integer("sampler_steps", None, "DDIM steps (default: config's).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Datasets directory (default: the run's).")
+_DATA = flags.DEFINE_multi_string("data", [], "Data config override KEY=VALUE (repeatable).")
+_EDGES = flags.DEFINE_list(
+    "distance_edges",
+    None,
+    "Bin edges of frames since last seen (default: k, training length, then doublings).",
+)
+_RESAMPLES = flags.DEFINE_integer(
+    "bootstrap_resamples", statistics.DEFAULT_RESAMPLES, "Bootstrap resamples."
+)
+_VIDEO_FORMAT = flags.DEFINE_enum("video_format", "gif", ("auto", "gif", "mp4"), "Video type.")
+_COMPARE = flags.DEFINE_bool("compare", False, "Compare result files/dirs given as arguments.")
+
+
+def main(argv):
+    loading.quiet_library_logging()
+    if _COMPARE.value:
+        if len(argv) < 2:
+            raise app.UsageError("--compare needs result JSONs or directories as arguments")
+        if _OUTPUT.value is None:
+            raise app.UsageError("--compare needs --output=FILE.md")
+        written = compare.write_comparison(argv[1:], _OUTPUT.value)
+        logging.info("comparison: %s and %s", written["table"], written["plot"])
+        print(written["table"].read_text())
+        return
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]} (did you mean --compare?)")
+    if _WORKDIR.value is None:
+        raise app.UsageError("--workdir is required")
+    run = loading.load_run(
+        _WORKDIR.value, step=_STEP.value, weights=_WEIGHTS.value, sampler_steps=_SAMPLER_STEPS.value
+    )
+    options = tasks.TaskOptions(
+        task=_TASK.value,
+        context=_CONTEXT.value,
+        horizon=_HORIZON.value,
+        split=_SPLIT.value,
+        num_episodes=_NUM_EPISODES.value,
+        batch_size=_BATCH_SIZE.value,
+        seed=_SEED.value,
+        data_dir=_DATA_DIR.value,
+        data_overrides=tuple(_DATA.value),
+    )
+    if options.num_episodes < tasks.MIN_EPISODES_FOR_CI:
+        logging.warning(
+            "%d episodes: bootstrap intervals need >= %d to mean much (smoke run?)",
+            options.num_episodes,
+            tasks.MIN_EPISODES_FOR_CI,
+        )
+    scores = tasks.score_task(run, options, log=logging.info)
+    edges = None if _EDGES.value is None else [int(e) for e in _EDGES.value]
+    summary = report.summarize(scores, run, distance_edges=edges, resamples=_RESAMPLES.value)
+    output = _OUTPUT.value or pathlib.Path(_WORKDIR.value) / "evaluation" / f"{_TASK.value}.json"
+    written = report.write_report(summary, scores, output, video_format=_VIDEO_FORMAT.value)
+    logging.info(
+        "%s: PSNR %.2f dB (copy last frame %.2f), SSIM %.3f over %d episodes -> %s",
+        summary["task"],
+        summary["psnr"],
+        summary["copy_last_frame_psnr"],
+        summary["ssim"],
+        summary["num_episodes"],
+        written["json"],
+    )
+    for entry in summary["psnr_by_distance"]:
+        if entry["num_frames"]:
+            logging.info(
+                "  seen %s frames ago: PSNR %.2f (copy %.2f), %d frames",
+                entry["label"],
+                entry["psnr"],
+                entry["copy_last_frame_psnr"],
+                entry["num_frames"],
+            )
+
+
+if __name__ == "__main__":
+    app.run(main)

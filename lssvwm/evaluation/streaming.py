@@ -1,0 +1,154 @@
+"""Streaming generation for rollouts and evaluation: prefill, then unit by unit, timed.
+
+    stream = stream_generate(sampler, context_frames, context_actions, actions, rng,
+                             reset_policy=NEVER_RESET, progress=ProgressLine(n))
+    stream.frames            float32 [b, N, H, W, C] in [-1, 1]
+    stream.per_frame_seconds [N]: each unit's wall time (blocked until ready) / frames per unit
+    stream.cache             the cache after the last committed frame
+
+The context enters through the sampler's parallel prefill; every later unit is one jitted call
+of `Sampler.sample_unit` (DDIM steps against the cache, then the commit of the final frames).
+The unit function is compiled on a throw-away call before the clock starts (its time is
+`compile_seconds`), so the per-frame times measure the model. Growing (full-causal) caches are
+given room for all N frames up front (`WorldModel.reserve`), so their per-frame cost is that of
+the final capacity while their bytes grow with N. Before each unit the reset policy may reset
+some streams (`lssvwm.evaluation.reset`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lssvwm.diffusion import Sampler
+from lssvwm.evaluation.reset import NEVER_RESET, ResetPolicy
+from lssvwm.models import cache_nbytes
+from lssvwm.training.metrics import format_duration
+
+
+@dataclasses.dataclass
+class Stream:
+    frames: np.ndarray  # float32 [b, N, H, W, C] in [-1, 1]
+    per_frame_seconds: list[float]
+    compile_seconds: float
+    prefill_seconds: float
+    cache: object
+    cache_bytes_after_prefill: int
+    resets: list[int]  # generated-frame indices before which some stream was reset
+
+    @property
+    def cache_bytes(self) -> int:
+        return cache_nbytes(self.cache)
+
+
+class ProgressLine:
+    """Logs "frame i/N  x ms/frame  ETA ..." about every `every_seconds`."""
+
+    def __init__(self, total: int, *, every_seconds: float = 10.0, log=logging.info, what=""):
+        self.total, self.every, self.log, self.what = total, every_seconds, log, what
+        self._start = self._last = time.perf_counter()
+
+    def __call__(self, done: int, seconds_per_frame: float) -> None:
+        """Called with done = 0 when generation starts (restarts the clock), then per unit."""
+        now = time.perf_counter()
+        if done == 0:
+            self._start = self._last = now
+            return
+        if done < self.total and now - self._last < self.every:
+            return
+        self._last = now
+        rate = done / max(now - self._start, 1e-9)
+        eta = (self.total - done) / rate if rate > 0 else math.inf
+        self.log(
+            f"{self.what}frame {done}/{self.total}  {1e3 * seconds_per_frame:.1f} ms/frame  "
+            f"ETA {format_duration(eta)}"
+        )
+
+
+def _check_inputs(sampler: Sampler, context_frames, context_actions, actions):
+    if context_frames.ndim != 5:
+        raise ValueError(f"context frames must be [b, t, H, W, C], got {context_frames.shape}")
+    b, n = context_frames.shape[:2]
+    for name, value in (("context actions", context_actions), ("actions", actions)):
+        if value.shape[0] != b:
+            raise ValueError(f"{name} have batch {value.shape[0]}, the context frames {b}")
+    if context_actions.shape[1] != n:
+        raise ValueError(
+            f"{n} context frames but {context_actions.shape[1]} context actions (one per frame)"
+        )
+    if actions.shape[1] < 1 or actions.shape[1] % sampler.unit:
+        raise ValueError(
+            f"can only generate a positive whole number of units of {sampler.unit} frames, got "
+            f"{actions.shape[1]} actions"
+        )
+
+
+def stream_generate(
+    sampler: Sampler,
+    context_frames,
+    context_actions,
+    actions,
+    rng: jax.Array,
+    *,
+    reset_policy: ResetPolicy = NEVER_RESET,
+    progress: Callable[[int, float], None] | None = None,
+) -> Stream:
+    """Prefills `context_frames` [b, n, H, W, C] (in [-1, 1]) with `context_actions` [b, n, ...],
+    then generates one frame per entry of `actions` [b, N, ...] (module docstring)."""
+    context_frames = jnp.asarray(context_frames, jnp.float32)
+    context_actions, actions = jnp.asarray(context_actions), jnp.asarray(actions)
+    _check_inputs(sampler, context_frames, context_actions, actions)
+    batch, num_frames, unit = context_frames.shape[0], actions.shape[1], sampler.unit
+    model = sampler.model
+    rng_prefill, rng_generate = jax.random.split(rng)
+
+    begin = time.perf_counter()
+    cache = sampler.prefill(context_frames, context_actions, rng_prefill)
+    jax.block_until_ready(cache)
+    prefill_seconds = time.perf_counter() - begin
+    cache_bytes_after_prefill = cache_nbytes(cache)
+    cache = model.reserve(cache, num_frames)  # growing caches only; else unchanged
+
+    begin = time.perf_counter()  # compile (and run once) on a result that is thrown away
+    jax.block_until_ready(sampler.sample_unit(cache, actions[:, :unit], rng_generate, 0))
+    compile_seconds = time.perf_counter() - begin
+
+    units, seconds, resets = [], [], []
+    if progress is not None:
+        progress(0, 0.0)
+    for index, start in enumerate(range(0, num_frames, unit)):
+        mask = reset_policy(start, batch)
+        if mask is not None:
+            mask = np.asarray(mask, bool)
+            if mask.shape != (batch,):
+                raise ValueError(f"reset policy gave a mask of shape {mask.shape}, want {batch}")
+            if mask.any():
+                cache = model.reset_cache(cache, jnp.asarray(mask))
+                resets.append(start)
+        begin = time.perf_counter()
+        frames_U, cache = sampler.sample_unit(
+            cache, actions[:, start : start + unit], rng_generate, index
+        )
+        frames_U = np.asarray(frames_U)  # waits for the unit (and brings it to the host)
+        jax.block_until_ready(cache)
+        per_frame = (time.perf_counter() - begin) / unit
+        seconds.extend([per_frame] * unit)
+        units.append(frames_U)
+        if progress is not None:
+            progress(start + unit, per_frame)
+    return Stream(
+        frames=np.concatenate(units, axis=1),
+        per_frame_seconds=seconds,
+        compile_seconds=compile_seconds,
+        prefill_seconds=prefill_seconds,
+        cache=cache,
+        cache_bytes_after_prefill=cache_bytes_after_prefill,
+        resets=resets,
+    )

@@ -1,0 +1,78 @@
+"""Streaming generation: the carried cache of LSSVWM does not grow with the rollout length, the
+full-context control's does; reset policies act where they say.
+
+The LSSVWM model is the tiny run's (16x16 frames), the full-context control the same network
+with the `causal_full` mixer; contexts of 24 frames and batch 1, as the end-to-end tests use,
+so the compiled prefill and unit are shared.
+"""
+
+import jax
+import numpy as np
+import pytest
+from conftest import random_frames, random_model
+
+from lssvwm.diffusion import Sampler
+from lssvwm.evaluation import reset
+from lssvwm.evaluation.streaming import stream_generate
+
+CONTEXT = 24
+
+
+@pytest.fixture(scope="module")
+def models(tiny_loaded_run):
+    config = tiny_loaded_run.model_config
+    return {
+        "lssvwm": tiny_loaded_run.model,
+        "causal_full": random_model(config.replace(mixer="causal_full"), seed=3),
+    }
+
+
+def rollout(model, frames, diffusion_config, policy=reset.NEVER_RESET):
+    size = model.config.image_size
+    context = random_frames((1, CONTEXT, *size, 3))
+    actions = np.arange(CONTEXT + frames, dtype=np.int32)[None] % 5
+    return stream_generate(
+        Sampler(model, diffusion_config),
+        context,
+        actions[:, :CONTEXT],
+        actions[:, CONTEXT:],
+        jax.random.PRNGKey(0),
+        reset_policy=policy,
+    )
+
+
+@pytest.mark.parametrize("mixer", ["lssvwm", "causal_full"])
+def test_cache_bytes_with_4x_more_frames(mixer, models, tiny_loaded_run):
+    model, diffusion = models[mixer], tiny_loaded_run.diffusion_config
+    short = rollout(model, 16, diffusion)
+    long = rollout(model, 64, diffusion)
+    assert short.frames.shape == (1, 16, 16, 16, 3) and long.frames.shape == (1, 64, 16, 16, 3)
+    assert len(long.per_frame_seconds) == 64 and min(long.per_frame_seconds) > 0
+    if mixer == "lssvwm":  # SSM states + a ring of k frames: fixed size
+        assert long.cache_bytes == short.cache_bytes == long.cache_bytes_after_prefill
+    else:  # keys/values of every frame seen (capacity doubles: 24 -> 48 -> 88 frames)
+        assert long.cache_bytes > short.cache_bytes > short.cache_bytes_after_prefill
+        per_frame = short.cache_bytes_after_prefill // CONTEXT
+        assert long.cache_bytes >= (CONTEXT + 64) * per_frame
+    # The same prefix is generated either way (a unit's noise depends on its index only).
+    np.testing.assert_allclose(long.frames[:, :16], short.frames, atol=1e-5)
+
+
+def test_reset_policy_resets_where_it_says(models, tiny_loaded_run):
+    model, diffusion = models["lssvwm"], tiny_loaded_run.diffusion_config
+    carried = rollout(model, 6, diffusion)
+    cut = rollout(model, 6, diffusion, reset.ResetEvery(4))
+    assert carried.resets == [] and cut.resets == [4]
+    np.testing.assert_allclose(cut.frames[:, :4], carried.frames[:, :4], atol=1e-5)
+    assert np.abs(cut.frames[:, 4:] - carried.frames[:, 4:]).max() > 1e-3
+
+
+def test_reset_policy_flags():
+    assert reset.reset_policy_from_flag("never") is reset.NEVER_RESET
+    assert reset.reset_policy_from_flag("0") is reset.NEVER_RESET
+    assert reset.reset_policy_from_flag("every:64") == reset.ResetEvery(64)
+    assert reset.reset_policy_from_flag("8") == reset.ResetEvery(8)
+    every = reset.ResetEvery(3)
+    assert [f for f in range(10) if every(f, 2) is not None] == [3, 6, 9]
+    with pytest.raises(ValueError, match="unknown reset policy"):
+        reset.reset_policy_from_flag("sometimes")
