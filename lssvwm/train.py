@@ -44,6 +44,7 @@ from ml_collections import config_flags
 from lssvwm.data import pipeline, sources
 from lssvwm.diffusion import DiffusionConfig
 from lssvwm.models import WorldModel, WorldModelConfig, count_parameters
+from lssvwm.parallel import Parallel
 from lssvwm.training import evaluation, videos
 from lssvwm.training.checkpointing import Checkpoints
 from lssvwm.training.curriculum import Curriculum
@@ -56,7 +57,6 @@ from lssvwm.training.state_carrying import (
     make_stateful_train_step,
 )
 from lssvwm.training.train_state import (
-    abstract_train_state,
     init_train_state,
     make_train_step,
     model_from_state,
@@ -152,6 +152,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     model = WorldModel(model_config, rngs=nnx.Rngs(config.seed))
     graphdef, _, _ = split_model(model)
     tx, schedule = make_optimizer(config.optimizer, total_steps)
+    parallel = Parallel.from_config(config.get("mesh"))  # one device, a GPU node or a pod
     state = init_train_state(model, tx)
     meta = {"model": model_config.to_dict(), "diffusion": diffusion_config.to_dict()}
     # Only non-default sections enter the meta, so runs without them resume as before.
@@ -167,7 +168,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         state["carry"] = init_carry(model, curriculum.stage_at(carry_step).batch_size)
     del model
     data_state = {"step": 0}
-    restored = checkpoints.restore_latest(abstract_train_state(state), meta)
+    shardings = parallel.train_state_shardings(state, tx)
+    state = jax.device_put(state, shardings)
+    abstract_state = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings
+    )
+    restored = checkpoints.restore_latest(abstract_state, meta)
     if restored is not None:
         state, data_state, _ = restored
         logging.info("resumed from %s at step %d", checkpoints.directory, int(state["step"]))
@@ -202,6 +208,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             stages=curriculum.as_tuples(),
             seed=int(config.seed),
             start_step=int(data_state["step"]),
+            process_index=jax.process_index(),  # each host reads its own rows of the batch
+            process_count=jax.process_count(),
         )
         step_kwargs = dict(
             ema_decay=float(config.optimizer.ema_decay), seed=int(config.seed), schedule=schedule
@@ -221,7 +229,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 raw = next(windows)
                 if state_config.carry:
                     check_windows_within_episodes(raw)
-                state, metrics = train_step(state, model_batch(raw, action_field, stream_fields))
+                batch = parallel.place_batch(model_batch(raw, action_field, stream_fields))
+                with parallel.activate():
+                    state, metrics = train_step(state, batch)
                 step += 1
                 stage = curriculum.stage_at(step)
                 if stage.start_step == step and step < total_steps:

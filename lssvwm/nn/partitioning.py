@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import jax
 from flax import nnx
 from flax.core import spmd as core_spmd
+from jax.sharding import PartitionSpec
 
 LogicalNames = Sequence[str | None]
 
@@ -43,6 +44,18 @@ def param(rngs: nnx.Rngs, initializer, shape, names: LogicalNames, dtype) -> nnx
     return nnx.Param(logical(initializer, names)(rngs.params(), shape, dtype))
 
 
+def first_use_only(spec: PartitionSpec) -> PartitionSpec:
+    """A mesh axis named by two dimensions (e.g. an [embed, embed] matrix under embed -> fsdp)
+    shards the first of them only; the later ones are replicated (as flax's logical rules do)."""
+    used, entries = set(), []
+    for axis in spec:
+        names = () if axis is None else (axis if isinstance(axis, tuple) else (axis,))
+        kept = tuple(n for n in names if n not in used)
+        used.update(kept)
+        entries.append(None if not kept else kept[0] if len(kept) == 1 else kept)
+    return PartitionSpec(*entries)
+
+
 def constrain(x: jax.Array, names: LogicalNames) -> jax.Array:
     """Sharding constraint by logical `names`; the identity when no mesh is active."""
     if len(names) != x.ndim:
@@ -52,7 +65,7 @@ def constrain(x: jax.Array, names: LogicalNames) -> jax.Array:
         return x
     # Names without a rule stay replicated rather than naming a mesh axis that may not exist.
     rules = dict(core_spmd.get_logical_axis_rules())
-    spec = jax.sharding.PartitionSpec(*(rules.get(name) if name else None for name in names))
+    spec = first_use_only(PartitionSpec(*(rules.get(name) if name else None for name in names)))
     return jax.lax.with_sharding_constraint(x, spec)
 
 
@@ -69,4 +82,5 @@ def parameter_specs(state, rules) -> object:
     listed = {name for name, _ in rules}
     complete = tuple(rules) + tuple((name, None) for name in sorted(names - listed))
     with nnx.logical_axis_rules(complete):
-        return nnx.get_partition_spec(state)
+        specs = nnx.get_partition_spec(state)
+    return jax.tree.map(first_use_only, specs, is_leaf=lambda x: isinstance(x, PartitionSpec))

@@ -1,1 +1,5 @@
-"""Device mesh, logical axis rules and multi-host start-up."""
+"""SPMD scale-out: the device mesh, train-state and batch shardings (see mesh.py)."""
+
+from lssvwm.parallel.mesh import DEFAULT_RULES, MESH_AXES, Parallel, default_config, mesh_shape
+
+__all__ = ["DEFAULT_RULES", "MESH_AXES", "Parallel", "default_config", "mesh_shape"]
