@@ -123,8 +123,10 @@ def _distances(
 
 
 def _batch_progress(progress, done_before: int, episodes: int, frames: int, seconds: float):
-    """A batch's unit progress as frames of all episodes (`episodes` real streams)."""
-    progress(done_before + frames * episodes, seconds / episodes)
+    """A batch's unit progress as frames of all episodes (`episodes` real streams); a later
+    batch's start (frames = 0) must not restart the clock."""
+    if frames or not done_before:
+        progress(done_before + frames * episodes, seconds / episodes)
 
 
 def score_task(run: loading.LoadedRun, options: TaskOptions, *, log=print) -> TaskScores:

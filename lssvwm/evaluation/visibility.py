@@ -125,32 +125,41 @@ def latest_covering_frame(
     context_depth_NHW = np.asarray(context_depth_NHW, np.float32)
     _check_geometry(target_depth_MHW, target_c2w_M44, context_depth_NHW, context_c2w_N44)
     num_targets, num_context = target_depth_MHW.shape[0], context_depth_NHW.shape[0]
+    target_c2w_M44 = np.asarray(target_c2w_M44, np.float32)
+    context_c2w_N44 = np.asarray(context_c2w_N44, np.float32)
     latest = np.full(num_targets, -1, np.int64)
     intrinsics = jnp.asarray(intrinsics_33, jnp.float32)
     for end in range(num_context, 0, -block):
         todo = np.flatnonzero(latest < 0)
         if todo.size == 0:
             break
+        # Only the targets still unresolved, padded (with repeats) to a power of two, and a
+        # fixed block of context frames (the first block padded with copies of frame `start`,
+        # whose columns are ignored): few shapes, so few compiles.
+        rows = np.resize(todo, min(_next_power_of_two(todo.size), max(num_targets, 1)))
+        rows[todo.size :] = todo[-1]
         start = max(0, end - block)
-        # Fixed block shape (so one compile serves every block): the first block is padded
-        # with copies of frame `start`, whose columns are then ignored.
         index = np.clip(np.arange(end - block, end), start, None)
         coverage = np.array(  # a writable copy
             coverage_matrix(
-                target_depth_MHW,
-                np.asarray(target_c2w_M44, np.float32),
+                target_depth_MHW[rows],
+                target_c2w_M44[rows],
                 context_depth_NHW[index],
-                np.asarray(context_c2w_N44, np.float32)[index],
+                context_c2w_N44[index],
                 intrinsics,
             )
-        )
+        )[: todo.size]
         coverage[:, : block - (end - start)] = 0.0
         covered = coverage >= threshold
         # Latest covering frame in this block per target (columns are in frame order).
         last = block - 1 - np.argmax(covered[:, ::-1], axis=1)
-        found = covered.any(axis=1) & (latest < 0)
-        latest[found] = index[last[found]]
+        found = covered.any(axis=1)
+        latest[todo[found]] = index[last[found]]
     return latest
+
+
+def _next_power_of_two(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
 
 
 def frames_since_seen(

@@ -117,6 +117,11 @@ def test_block_size_does_not_change_the_answer(episode_and_maze):
     a = visibility.latest_covering_frame(*args, block=16)
     b = visibility.latest_covering_frame(*args, block=7)
     np.testing.assert_array_equal(a, b)
+    # Brute force: the whole coverage matrix, latest column at or above one half.
+    covered = np.asarray(visibility.coverage_matrix(*args)) >= 0.5
+    brute = np.where(covered.any(1), 39 - np.argmax(covered[:, ::-1], axis=1), -1)
+    np.testing.assert_array_equal(a, brute)
+    assert (a >= 0).any()
 
 
 def test_bad_inputs_are_named(episode_and_maze):
