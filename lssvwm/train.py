@@ -66,6 +66,10 @@ from lssvwm.training.train_state import (
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/x.py[:arg]).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, results).")
 
+# Model-config fields a run may resume with changed (or absent from an older checkpoint's meta):
+# they choose how the same function is computed, not what the weights mean.
+RESUMABLE_WITH_CHANGES = ("model.remat", "model.ssm_chunk_size")
+
 ACTION_FIELDS = {"discrete": "actions", "pose": "position", "relative_pose": "position"}
 
 
@@ -173,7 +177,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     abstract_state = jax.tree.map(
         lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings
     )
-    restored = checkpoints.restore_latest(abstract_state, meta)
+    restored = checkpoints.restore_latest(abstract_state, meta, unchecked=RESUMABLE_WITH_CHANGES)
     if restored is not None:
         state, data_state, _ = restored
         logging.info("resumed from %s at step %d", checkpoints.directory, int(state["step"]))

@@ -20,7 +20,7 @@ the current config names the differing keys, which is clearer than a shape misma
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import jax
@@ -31,13 +31,17 @@ class CheckpointError(RuntimeError):
     """A checkpoint exists but cannot be restored into this run."""
 
 
-def _differences(saved: Mapping, current: Mapping, prefix: str = "") -> list[str]:
+def _differences(
+    saved: Mapping, current: Mapping, prefix: str = "", ignore: Collection[str] = ()
+) -> list[str]:
     keys = []
     for key in sorted(set(saved) | set(current)):
         name = f"{prefix}{key}"
+        if name in ignore:
+            continue
         a, b = saved.get(key, "<missing>"), current.get(key, "<missing>")
         if isinstance(a, Mapping) and isinstance(b, Mapping):
-            keys += _differences(a, b, name + ".")
+            keys += _differences(a, b, name + ".", ignore)
         elif _normalise(a) != _normalise(b):
             keys.append(f"{name}: checkpoint {a!r} vs config {b!r}")
     return keys
@@ -104,8 +108,17 @@ class Checkpoints:
         )
         self._manager.wait_until_finished()
 
-    def restore(self, step: int, abstract_state, expected_meta: Mapping[str, Any] | None = None):
-        """(state, data_state, meta) of step `step`; raises CheckpointError on any problem."""
+    def restore(
+        self,
+        step: int,
+        abstract_state,
+        expected_meta: Mapping[str, Any] | None = None,
+        unchecked: Collection[str] = (),
+    ):
+        """(state, data_state, meta) of step `step`; raises CheckpointError on any problem.
+
+        `unchecked`: dotted meta keys (e.g. "model.remat") that may differ or be absent --
+        execution choices that do not change what the weights mean."""
         where = self.directory / str(step)
         try:
             meta = self._manager.restore(
@@ -118,7 +131,7 @@ class Checkpoints:
                 "new --workdir"
             ) from error
         if expected_meta is not None:
-            differences = _differences(meta or {}, expected_meta)
+            differences = _differences(meta or {}, expected_meta, ignore=unchecked)
             if differences:
                 raise CheckpointError(
                     f"checkpoint {where} was trained with a different config; differing keys:\n  "
@@ -144,12 +157,17 @@ class Checkpoints:
             raise CheckpointError(f"checkpoint {where} has no data-iterator position")
         return restored["state"], restored["data"], meta
 
-    def restore_latest(self, abstract_state, expected_meta: Mapping[str, Any] | None = None):
+    def restore_latest(
+        self,
+        abstract_state,
+        expected_meta: Mapping[str, Any] | None = None,
+        unchecked: Collection[str] = (),
+    ):
         """`restore` of `latest_step()`; None when there is no checkpoint."""
         step = self.latest_step()
         if step is None:
             return None
-        return self.restore(step, abstract_state, expected_meta)
+        return self.restore(step, abstract_state, expected_meta, unchecked)
 
     def close(self) -> None:
         self._manager.wait_until_finished()

@@ -80,6 +80,18 @@ def test_incompatible_config_names_the_differing_keys(tmp_path, trained_state):
         checkpoints.restore_latest(abstract_train_state(trained_state), other)
 
 
+def test_unchecked_keys_may_differ_or_be_absent(tmp_path, trained_state):
+    checkpoints = Checkpoints(tmp_path / "ckpt")
+    checkpoints.save(1, trained_state, data_state={"step": 1}, meta=META)
+    newer = {**META, "model": {**META["model"], "remat": True}}  # a field the checkpoint lacks
+    with pytest.raises(CheckpointError, match=r"model.remat: checkpoint '<missing>' vs config"):
+        checkpoints.restore_latest(abstract_train_state(trained_state), newer)
+    _, data_state, _ = checkpoints.restore_latest(
+        abstract_train_state(trained_state), newer, unchecked=("model.remat",)
+    )
+    assert data_state == {"step": 1}
+
+
 def test_state_of_other_shapes_gives_a_clear_error(tmp_path, trained_state):
     checkpoints = Checkpoints(tmp_path / "ckpt")
     checkpoints.save(1, trained_state, data_state={"step": 1}, meta=META)
