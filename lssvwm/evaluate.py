@@ -52,6 +52,9 @@ _RESAMPLES = flags.DEFINE_integer(
     "bootstrap_resamples", statistics.DEFAULT_RESAMPLES, "Bootstrap resamples."
 )
 _VIDEO_FORMAT = flags.DEFINE_enum("video_format", "gif", ("auto", "gif", "mp4"), "Video type.")
+_RESET = flags.DEFINE_string(
+    "reset", "never", "Rollout reset policy: 'never', 'every:N' (all state) or 'every:N:ssm'."
+)
 _COMPARE = flags.DEFINE_bool("compare", False, "Compare result files/dirs given as arguments.")
 
 
@@ -83,6 +86,7 @@ def main(argv):
         seed=_SEED.value,
         data_dir=_DATA_DIR.value,
         data_overrides=tuple(_DATA.value),
+        reset=_RESET.value,
     )
     if options.num_episodes < tasks.MIN_EPISODES_FOR_CI:
         logging.warning(

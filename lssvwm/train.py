@@ -265,7 +265,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                         rate = float("nan")
                     else:
                         rate = progress.rate(step)
-                    writer.write(step, {**metrics, "steps_per_sec": rate})
+                    timing = {} if first else {"steps_per_sec": rate}  # no rate before a 2nd step
+                    writer.write(step, {**metrics, **timing})
                     logging.info(progress.line(step, loss, rate))
                 if step % int(training.checkpoint_every) == 0 or step == total_steps:
                     checkpoints.save(step, state, data_state=windows.get_state(), meta=meta)

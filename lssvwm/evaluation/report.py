@@ -24,6 +24,8 @@ import pathlib
 import numpy as np
 
 from lssvwm.evaluation import plots, statistics, video
+from lssvwm.evaluation.reset import describe as describe_reset
+from lssvwm.evaluation.reset import reset_policy_from_flag
 from lssvwm.evaluation.tasks import MIN_EPISODES_FOR_CI, TaskScores
 
 LPIPS_SKIPPED = (
@@ -136,6 +138,7 @@ def summarize(
     summary["split"] = scores.split
     summary["seed"] = seed
     summary["batch_size"] = scores.options.batch_size
+    summary["reset"] = describe_reset(reset_policy_from_flag(scores.options.reset))
     summary["bootstrap"] = {
         "resamples": resamples,
         "confidence": confidence,

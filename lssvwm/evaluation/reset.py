@@ -8,7 +8,11 @@ training-side policies (`lssvwm.training.state_*`) can be wrapped in this signat
 
     NEVER_RESET                          the default: carry everything
     ResetEvery(n)                        every stream, before generated frames n, 2n, 3n, ...
-    reset_policy_from_flag("every:64")   "never" | "every:N" | "N" (0 = never)
+    ResetEvery(n, scope="ssm")           the same, forgetting only the SSM/conv states (the
+                                         k-frame attention cache stays): "zero state per window"
+    reset_policy_from_flag("every:64")   "never" | "every:N" | "N" (0 = never) | "every:N:ssm"
+
+A policy's `scope` attribute ("all" when absent) says what `reset_cache` forgets.
 """
 
 from __future__ import annotations
@@ -37,10 +41,13 @@ class ResetEvery:
     """Resets every stream before generated frames n, 2n, 3n, ... (a memory cut-off control)."""
 
     every: int
+    scope: str = "all"  # "all" or "ssm" (WorldModel.reset_cache)
 
     def __post_init__(self):
         if self.every < 1:
             raise ValueError(f"reset interval must be >= 1 frame, got {self.every}")
+        if self.scope not in ("all", "ssm"):
+            raise ValueError(f"unknown reset scope {self.scope!r}: use 'all' or 'ssm'")
 
     def __call__(self, frame: int, batch: int) -> np.ndarray | None:
         if frame == 0 or frame % self.every:
@@ -52,19 +59,26 @@ def describe(policy: ResetPolicy) -> str:
     if policy is NEVER_RESET:
         return "never"
     if isinstance(policy, ResetEvery):
-        return f"every {policy.every} frames"
+        what = "" if policy.scope == "all" else " (SSM state only)"
+        return f"every {policy.every} frames{what}"
     return repr(policy)
 
 
 def reset_policy_from_flag(spec: str | int | None) -> ResetPolicy:
-    """ "never" / "0" / None -> never; "every:N" or "N" -> ResetEvery(N)."""
+    """ "never" / "0" / None -> never; "every:N" or "N" -> ResetEvery(N); "every:N:ssm" ->
+    ResetEvery(N, scope="ssm")."""
     if spec is None:
         return NEVER_RESET
     text = str(spec).strip().lower()
     if text in ("", "never", "0", "none"):
         return NEVER_RESET
+    body, _, scope = text.removeprefix("every:").partition(":")
     try:
-        every = int(text.removeprefix("every:"))
+        every = int(body)
     except ValueError:
-        raise ValueError(f"unknown reset policy {spec!r}: use 'never', 'every:N' or N") from None
-    return ResetEvery(every)
+        raise ValueError(
+            f"unknown reset policy {spec!r}: use 'never', 'every:N', 'every:N:ssm' or N"
+        ) from None
+    if every == 0:
+        return NEVER_RESET
+    return ResetEvery(every, scope or "all")

@@ -130,7 +130,8 @@ def stream_generate(
             if mask.shape != (batch,):
                 raise ValueError(f"reset policy gave a mask of shape {mask.shape}, want {batch}")
             if mask.any():
-                cache = model.reset_cache(cache, jnp.asarray(mask))
+                scope = getattr(reset_policy, "scope", "all")
+                cache = model.reset_cache(cache, jnp.asarray(mask), scope=scope)
                 resets.append(start)
         begin = time.perf_counter()
         frames_U, cache = sampler.sample_unit(

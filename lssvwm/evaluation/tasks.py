@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from lssvwm.data import eval_tasks
-from lssvwm.evaluation import loading, visibility
+from lssvwm.evaluation import loading, reset, visibility
 from lssvwm.evaluation.image_metrics import frame_metrics
 from lssvwm.evaluation.streaming import ProgressLine, stream_generate
 from lssvwm.training.videos import to_uint8
@@ -49,6 +49,7 @@ class TaskOptions:
     seed: int = 0
     data_dir: str | None = None
     data_overrides: tuple[str, ...] = ()
+    reset: str = "never"  # rollout reset policy (lssvwm.evaluation.reset.reset_policy_from_flag)
 
 
 @dataclasses.dataclass
@@ -181,6 +182,7 @@ def score_task(run: loading.LoadedRun, options: TaskOptions, *, log=print) -> Ta
     )
     collected: dict[str, list] = {}
     distance_method, unit_seconds = "", []
+    reset_policy = reset.reset_policy_from_flag(options.reset)
     progress = ProgressLine(options.num_episodes * horizon, log=log, what=f"{options.task} ")
     done = 0
     for index, batch in enumerate(_batched(tasks, options.batch_size)):
@@ -193,6 +195,7 @@ def score_task(run: loading.LoadedRun, options: TaskOptions, *, log=print) -> Ta
             np.stack([t.context[field] for t in batch]),
             np.stack([t.target[field] for t in batch]),
             jax.random.fold_in(jax.random.PRNGKey(options.seed), index),
+            reset_policy=reset_policy,
             progress=functools.partial(_batch_progress, progress, done, real),
         )
         done += real * horizon

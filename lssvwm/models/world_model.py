@@ -47,6 +47,9 @@ def _remat_block(block: DiTBlock, x, cond, layer_cache):
     return block(x, cond, layer_cache)
 
 
+RESET_SCOPES = ("all", "ssm")  # WorldModel.reset_cache: what a reset forgets
+
+
 class StreamCache(NamedTuple):
     """Everything streaming carries from one frame to the next (a pytree).
 
@@ -152,8 +155,15 @@ class WorldModel(nnx.Module):
         )
         return cache._replace(layers=layers)
 
-    def reset_cache(self, cache: StreamCache, mask_B: jax.Array) -> StreamCache:
-        """Forgets everything for the streams where `mask_B [b]` is true (a new episode)."""
+    def reset_cache(
+        self, cache: StreamCache, mask_B: jax.Array, *, scope: str = "all"
+    ) -> StreamCache:
+        """Forgets, for the streams where `mask_B [b]` is true, everything (`scope="all"`: a new
+        episode) or only the SSM and conv states (`scope="ssm"`: the attention cache of the last
+        k frames and the last pose stay, as when a model trained on windows that each start from
+        the zero state is run past its window)."""
+        if scope not in RESET_SCOPES:
+            raise ValueError(f"unknown reset scope {scope!r}; known: {RESET_SCOPES}")
         mask_B = jnp.asarray(mask_B, bool)
         layers = []
         for lc in cache.layers:
@@ -165,9 +175,11 @@ class WorldModel(nnx.Module):
                     lambda a, keep=keep: a * keep.reshape(-1, *[1] * (a.ndim - 1)).astype(a.dtype),
                     ssm,
                 )
-            if kv is not None:
+            if kv is not None and scope == "all":
                 kv = kv.reset(mask_B)
             layers.append(LayerCache(ssm, kv))
+        if scope == "ssm":
+            return cache._replace(layers=tuple(layers))
         has_last_pose = None if cache.has_last_pose is None else cache.has_last_pose & ~mask_B
         return cache._replace(layers=tuple(layers), has_last_pose=has_last_pose)
 

@@ -74,5 +74,34 @@ def test_reset_policy_flags():
     assert reset.reset_policy_from_flag("8") == reset.ResetEvery(8)
     every = reset.ResetEvery(3)
     assert [f for f in range(10) if every(f, 2) is not None] == [3, 6, 9]
+    assert reset.reset_policy_from_flag("every:8:ssm") == reset.ResetEvery(8, scope="ssm")
     with pytest.raises(ValueError, match="unknown reset policy"):
         reset.reset_policy_from_flag("sometimes")
+    with pytest.raises(ValueError, match="unknown reset scope"):
+        reset.reset_policy_from_flag("every:8:kv")
+
+
+@pytest.mark.parametrize("scope", ["all", "ssm"])
+def test_reset_scope_forgets_what_it_says_for_flagged_streams_only(scope, models, tiny_loaded_run):
+    model = models["lssvwm"]
+    sampler = Sampler(model, tiny_loaded_run.diffusion_config)
+    context = random_frames((2, CONTEXT, *model.config.image_size, 3))
+    actions = np.arange(2 * CONTEXT, dtype=np.int32).reshape(2, CONTEXT) % 5
+    cache = sampler.prefill(context, actions, jax.random.PRNGKey(1))
+    after = model.reset_cache(cache, np.array([False, True]), scope=scope)
+    for before_layer, after_layer in zip(cache.layers, after.layers, strict=True):
+        for old, new in zip(
+            jax.tree.leaves(before_layer.ssm), jax.tree.leaves(after_layer.ssm), strict=True
+        ):  # leading axis: batch x blocks, stream-major
+            half = old.shape[0] // 2
+            np.testing.assert_array_equal(new[:half], old[:half])
+            assert np.abs(np.asarray(old[half:])).max() > 0 and not np.asarray(new[half:]).any()
+        kv_kept = all(
+            np.array_equal(a, b)
+            for a, b in zip(
+                jax.tree.leaves(before_layer.kv), jax.tree.leaves(after_layer.kv), strict=True
+            )
+        )
+        assert kv_kept == (scope == "ssm")
+    with pytest.raises(ValueError, match="unknown reset scope"):
+        model.reset_cache(cache, np.array([False, True]), scope="kv")
