@@ -13,11 +13,17 @@ Recipe notes (CPU, 2 cores): 32x32 frames in 8x8 patches, i.e. 16 tokens per fra
 per frame dominate the cost. The maze's motion per frame is doubled from the dataset default
 (half-metre steps, 30-degree turns) so that copying the last frame is a weak predictor and the
 actions carry real information; the actions are the discrete ones, the most direct signal.
+Training noise levels are skewed toward high noise (logit-normal, mean 1.5): the action signal
+lives there (at low noise the next frame is mostly its own noisy copy). Measured from scratch on
+2 cores: 14 min 10 s including data (4 s) and compile; val loss 0.2505 vs 0.2682 with shuffled
+actions (6.6% lower), teacher-forced next-frame PSNR 16.51 dB vs 12.70 copying the last frame;
+1.04 s per step; peak RSS 2.1 GB.
 """
 
 import ml_collections
 
 from configs import common
+from lssvwm import parallel
 from lssvwm.data.config import maze3d_defaults
 from lssvwm.diffusion import default_config as diffusion_defaults
 from lssvwm.training.optimizer import default_config as optimizer_defaults
@@ -71,7 +77,7 @@ def get_config(arg=None):
             ssm_expand=2,
             ssm_groups=1,
             ssm_conv_kernel=4,
-            ssm_chunk_size=64,
+            ssm_chunk_size=32,  # measured fastest on CPU here (64: ~15% slower per step)
             action_mode="discrete",
             num_actions=5,
             pose_scale=11.0,  # maze side in metres (5x5 cells)
@@ -80,6 +86,7 @@ def get_config(arg=None):
             noise_level_scale=1000.0,
             dtype="float32",
             param_dtype="float32",
+            remat=False,  # True: recompute block activations in the backward pass (memory)
         )
     )
 
@@ -88,7 +95,7 @@ def get_config(arg=None):
     config.diffusion = diffusion_defaults()
     config.diffusion.target = "v"
     config.diffusion.noise_distribution = "logit_normal"
-    config.diffusion.noise_logit_mean = 1.0
+    config.diffusion.noise_logit_mean = 1.5  # 1.0 / 0.3: 5.1% / 2.7% true-vs-shuffled gap
     config.diffusion.noise_logit_std = 1.0
     config.diffusion.sampler_steps = 10
 
@@ -99,7 +106,7 @@ def get_config(arg=None):
 
     config.training = ml_collections.ConfigDict(
         dict(
-            steps=4 if tiny else 700,
+            steps=4 if tiny else 800,
             batch_size=2 if tiny else 8,
             window_length=8 if tiny else 32,  # frames per training window
             log_every=1 if tiny else 20,
@@ -109,6 +116,9 @@ def get_config(arg=None):
             sample_every=0,  # sample videos during training (0: only at the end)
         )
     )
+    # Devices: data parallel over all of them (one CPU here); e.g. --config.mesh.axes.fsdp=4
+    # shards parameters and optimizer state four ways (lssvwm/parallel/mesh.py).
+    config.mesh = parallel.default_config()
     # Held-out figures (eval_final.json): windows of the eval split, the first context_frames
     # clean, the rest at each fixed noise level.
     config.eval = ml_collections.ConfigDict(

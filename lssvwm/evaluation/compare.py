@@ -57,8 +57,11 @@ def find_results(arguments: Sequence[str]) -> list[tuple[pathlib.Path, dict]]:
 
 
 def run_name(path: pathlib.Path, result: dict) -> str:
+    """The run's workdir name, with the rollout reset policy where there was one."""
     workdir = result.get("workdir")
-    return pathlib.Path(workdir).name if workdir else path.parent.name
+    name = pathlib.Path(workdir).name if workdir else path.parent.name
+    reset = result.get("reset", "never")
+    return name if reset == "never" else f"{name}, reset {reset}"
 
 
 def _number(x, digits: int = 2) -> str:
@@ -95,13 +98,15 @@ def markdown_table(results: Sequence[tuple[pathlib.Path, dict]]) -> str:
         ]
         for label in labels:
             entry = bins.get(label)
-            cells.append(
-                "–"
-                if entry is None
-                else f"{_number(entry['psnr'])} [{_number(entry['copy_last_frame_psnr'])}]"
-            )
+            cells.append("–" if entry is None else _bin_cell(entry))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _bin_cell(entry: dict) -> str:
+    low, high = entry.get("psnr_ci", [None, None])
+    interval = "" if low is None else f" ({_number(low)}–{_number(high)})"
+    return f"{_number(entry['psnr'])}{interval} [{_number(entry['copy_last_frame_psnr'])}]"
 
 
 def write_comparison(
@@ -117,8 +122,8 @@ def write_comparison(
         output.with_suffix(".png"),
     )
     text = (
-        "PSNR in dB; per-bin cells: model [copy last context frame]; bins are frames since "
-        "the view was last seen in the context.\n\n"
+        "PSNR in dB; per-bin cells: model (95% bootstrap CI over episodes) [copy last context "
+        "frame]; bins are frames since the view was last seen in the context.\n\n"
         + markdown_table(results)
         + f"\n![PSNR by frames since last seen]({plot.name})\n"
     )

@@ -145,6 +145,7 @@ def test_report_files_and_contract(run, retrieval, tmp_path):
             low, high = entry["psnr_ci"]
             assert low <= entry["psnr"] <= high
     assert "skipped" in result["lpips"] and "skipped" in result["fvd"]
+    assert result["reset"] == "never"
     assert "note" in result  # fewer than 32 episodes
     assert written["plot"].stat().st_size > 0 and written["video"].stat().st_size > 0
 
@@ -160,6 +161,16 @@ def test_report_files_and_contract(run, retrieval, tmp_path):
         text.count("| run | mixer |") == 1 and "| retrieval |" in text and "| reasoning |" in text
     )
     assert table["plot"].stat().st_size > 0
+
+
+def test_compare_names_the_reset_policy_and_shows_bin_intervals():
+    result = {"workdir": "/runs/maze", "reset": "every 32 frames (SSM state only)"}
+    assert compare.run_name(pathlib.Path("x/y.json"), result) == (
+        "maze, reset every 32 frames (SSM state only)"
+    )
+    assert compare.run_name(pathlib.Path("x/y.json"), {"reset": "never"}) == "x"
+    entry = {"psnr": 12.345, "psnr_ci": [11.0, 13.5], "copy_last_frame_psnr": 10.0}
+    assert compare._bin_cell(entry) == "12.35 (11.00–13.50) [10.00]"
 
 
 def test_too_few_episodes_is_a_clear_error(run):

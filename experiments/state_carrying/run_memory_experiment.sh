@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The CPU-scale memory experiment (README.md beside this file): trains the maze3d LSSVWM and its
+# sliding-window control, then scores maze3d retrieval
+#   1. within the 32-frame training window (context 16, the path walked back for 15 frames:
+#      views last seen 2..32 frames ago) -- LSSVWM (k = 4 attention frames + SSM) against the
+#      sliding-window transformer (W = 16 frames);
+#   2. beyond it (context 128, walked back for 127 frames: views last seen up to 256 frames ago)
+#      -- the same LSSVWM with its SSM state carried through the rollout, reset to zero every
+#      32 frames (the training window; the k-frame attention cache stays), or every 64 frames.
+#
+#   RUNS=/tmp/lssvwm_runs bash experiments/state_carrying/run_memory_experiment.sh
+#
+# Each step is skipped when its output exists (training resumes by itself), so the script can be
+# re-run after an interruption. ~1 h on 2 CPU cores, most of it training.
+set -euo pipefail
+RUNS=${RUNS:-/tmp/lssvwm_runs}
+OUT=${OUT:-experiments/state_carrying/results}
+EPISODES=32
+DATA="--data=maze3d.test_episodes=${EPISODES} --num_episodes=${EPISODES}"
+
+for mixer in lssvwm causal_window; do
+  python -m lssvwm.train --config="configs/maze3d_${mixer}.py" --workdir="${RUNS}/maze3d_${mixer}"
+done
+
+evaluate() {  # evaluate OUTPUT.json WORKDIR FLAGS...
+  local output=$1 workdir=$2
+  shift 2
+  [[ -f ${output} ]] || python -m lssvwm.evaluate --workdir="${workdir}" --task=retrieval \
+    ${DATA} --output="${output}" "$@"
+}
+
+for mixer in lssvwm causal_window; do
+  evaluate "${OUT}/within_window/${mixer}.json" "${RUNS}/maze3d_${mixer}" \
+    --context=16 --horizon=15 --distance_edges=1,5,17,33
+done
+python -m lssvwm.evaluate --compare "${OUT}"/within_window/*.json \
+  --output="${OUT}/within_window/compare.md"
+
+for policy in never every:32:ssm every:64:ssm; do
+  evaluate "${OUT}/beyond_window/lssvwm_reset_${policy//:/_}.json" "${RUNS}/maze3d_lssvwm" \
+    --context=128 --horizon=127 --distance_edges=1,5,33,65,129 --reset="${policy}"
+done
+evaluate "${OUT}/beyond_window/causal_window.json" "${RUNS}/maze3d_causal_window" \
+  --context=128 --horizon=127 --distance_edges=1,5,33,65,129
+python -m lssvwm.evaluate --compare "${OUT}"/beyond_window/*.json \
+  --output="${OUT}/beyond_window/compare.md"
