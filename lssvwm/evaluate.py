@@ -111,8 +111,8 @@ def main(argv):
     for entry in summary["psnr_by_distance"]:
         if entry["num_frames"]:
             logging.info(
-                "  seen %s frames ago: PSNR %.2f (copy %.2f), %d frames",
-                entry["label"],
+                "  %s: PSNR %.2f (copy %.2f), %d frames",
+                "never seen" if entry["never_seen"] else f"seen {entry['label']} frames ago",
                 entry["psnr"],
                 entry["copy_last_frame_psnr"],
                 entry["num_frames"],

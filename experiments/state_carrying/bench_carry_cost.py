@@ -1,0 +1,118 @@
+"""Benchmark: what state carrying costs per train step, by policy (CPU, random data).
+
+The carried default ("clean") runs one extra gradient-free parallel pass over the clean window to
+build the next window's state; "noisy" carries the training pass's own final state (no extra
+pass); "plain" is the trainer without a carry. Also state passing and noisy initial states (the
+policy's reset work only). Every policy's jitted train step is timed on the same random batch,
+interleaved per repetition (shared machines are noisy), median seconds per step.
+
+    python -m experiments.state_carrying.bench_carry_cost
+    python -m experiments.state_carrying.bench_carry_cost --config configs/quickstart.py \
+        --reps 10 --out experiments/state_carrying/results_cost_quickstart.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from experiments.benchmarking import environment_record, interleaved_medians
+from lssvwm.config_loading import load_config
+from lssvwm.diffusion import DiffusionConfig
+from lssvwm.models import WorldModel, WorldModelConfig, count_parameters
+from lssvwm.training.optimizer import make_optimizer
+from lssvwm.training.state_carrying import StateConfig, init_carry, make_stateful_train_step
+from lssvwm.training.train_state import init_train_state, make_train_step, split_model
+
+POLICIES = {
+    "plain": None,
+    "carried_clean": dict(carry=True, carry_source="clean"),
+    "carried_noisy": dict(carry=True, carry_source="noisy"),
+    "state_passing": dict(initial="passing"),
+    "noisy_init": dict(initial="noise"),
+}
+
+
+def random_batch(model_config: WorldModelConfig, batch: int, frames: int, seed: int = 0):
+    """A stream batch of uint8 frames and actions, continuing its slots' episodes."""
+    rng = np.random.default_rng(seed)
+    h, w = model_config.image_size
+    if model_config.action_mode == "discrete":
+        actions = rng.integers(0, model_config.num_actions, (batch, frames)).astype(np.int32)
+    else:
+        actions = rng.uniform(0, model_config.pose_scale, (batch, frames, 3)).astype(np.float32)
+    return {
+        "frames": rng.integers(0, 256, (batch, frames, h, w, model_config.channels), np.uint8),
+        "actions": actions,
+        "episode_start": np.zeros((batch,), bool),
+        "episode_id": np.arange(batch, dtype=np.int32),
+        "start_frame": np.full((batch,), frames, np.int32),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/maze3d_lssvwm.py")
+    parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument("--reps", type=int, default=8)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+
+    config = load_config(args.config)
+    model_config = WorldModelConfig.from_mapping(config.model)
+    diffusion = DiffusionConfig.from_mapping(config.diffusion)
+    batch_size, frames = int(config.training.batch_size), int(config.training.window_length)
+    model = WorldModel(model_config, rngs=nnx.Rngs(0))
+    graphdef, _, _ = split_model(model)
+    tx, schedule = make_optimizer(config.optimizer, 1000)
+    batch = random_batch(model_config, batch_size, frames)
+    step_kwargs = dict(ema_decay=0.99, seed=0, schedule=schedule)
+
+    candidates = {}
+    for name in args.policies.split(","):
+        fields = POLICIES[name]
+        state = jax.tree.map(jnp.copy, init_train_state(model, tx))
+        if fields is None:
+            step = make_train_step(graphdef, diffusion, tx, **step_kwargs)
+        else:
+            state_config = StateConfig.from_config(fields)
+            state_config.check_model(model_config)
+            step = make_stateful_train_step(graphdef, diffusion, tx, state_config, **step_kwargs)
+            state["carry"] = init_carry(model, batch_size)
+        holder = {"state": state}
+
+        def run(step=step, holder=holder):
+            holder["state"], metrics = step(holder["state"], batch)
+            return metrics["loss"]
+
+        candidates[name] = run
+    seconds = interleaved_medians(candidates, args.reps)
+    base = seconds.get("plain")
+    record = {
+        "config": args.config,
+        "mixer": model_config.mixer,
+        "num_params": int(count_parameters(model_config)),
+        "batch": batch_size,
+        "window_frames": frames,
+        "tokens_per_frame": model_config.tokens_per_frame,
+        "reps": args.reps,
+        "seconds_per_step": {k: round(v, 4) for k, v in seconds.items()},
+        "relative_to_plain": (
+            {k: round(v / base, 3) for k, v in seconds.items()} if base else None
+        ),
+        "environment": environment_record(),
+    }
+    print(json.dumps(record, indent=2))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(record, f, indent=2)
+            f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
