@@ -260,13 +260,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                             "that does not continue their carried state (data or schedule "
                             "changed under a resumed run?)"
                         )
-                    if first:  # the first step includes compilation
+                    rate = progress.rate(step)
+                    if first:  # its rate includes compilation; later ones are training speed
                         progress.reset_clock(step)
-                        rate = float("nan")
-                    else:
-                        rate = progress.rate(step)
-                    timing = {} if first else {"steps_per_sec": rate}  # no rate before a 2nd step
-                    writer.write(step, {**metrics, **timing})
+                    writer.write(step, {**metrics, "steps_per_sec": rate})
                     logging.info(progress.line(step, loss, rate))
                 if step % int(training.checkpoint_every) == 0 or step == total_steps:
                     checkpoints.save(step, state, data_state=windows.get_state(), meta=meta)
