@@ -1,9 +1,5 @@
 """Logical axis names -> a device mesh is a config change (rules), not a code change."""
 
-import os
-import pathlib
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -12,6 +8,7 @@ from jax.sharding import PartitionSpec as P
 
 from lssvwm.models import WorldModel, WorldModelConfig
 from lssvwm.nn.partitioning import parameter_specs
+from tests.fake_devices import run_script
 
 TINY = dict(
     image_size=(8, 16), channels=3, patch_size=4, width=16, depth=2, num_heads=2,
@@ -63,13 +60,4 @@ def test_sharded_init_and_forward_on_four_fake_devices():
         print("ok")
         """
     )
-    root = pathlib.Path(__file__).resolve().parents[2]
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
-    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
+    run_script(script)

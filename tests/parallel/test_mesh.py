@@ -1,15 +1,12 @@
 """The mesh section and sharded training: a sharded train step equals the one-device step."""
 
-import os
-import pathlib
-import subprocess
-import sys
 import textwrap
 
 import jax
 import pytest
 
 from lssvwm.parallel import Parallel, mesh_shape
+from tests.fake_devices import run_script
 
 
 def test_mesh_shape_fills_the_free_axis():
@@ -108,13 +105,4 @@ SHARDED_STEP = textwrap.dedent(
 def test_sharded_train_steps_equal_one_device_on_eight_fake_devices():
     """2 data x 4 FSDP (parameters, EMA and Adam moments split over fsdp): two steps give the
     same loss and weights as one device; an axis that cannot be split is a clear error."""
-    root = pathlib.Path(__file__).resolve().parents[2]
-    result = subprocess.run(
-        [sys.executable, "-c", SHARDED_STEP],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
-    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
+    run_script(SHARDED_STEP)
