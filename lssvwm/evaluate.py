@@ -46,7 +46,8 @@ _DATA = flags.DEFINE_multi_string("data", [], "Data config override KEY=VALUE (r
 _EDGES = flags.DEFINE_list(
     "distance_edges",
     None,
-    "Bin edges of frames since last seen (default: k, training length, then doublings).",
+    "Upper bin edges of frames since last seen, e.g. 4,32: 1-4, 5-32, >32 (default: k, the "
+    "training length, then doublings).",
 )
 _RESAMPLES = flags.DEFINE_integer(
     "bootstrap_resamples", statistics.DEFAULT_RESAMPLES, "Bootstrap resamples."

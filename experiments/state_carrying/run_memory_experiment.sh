@@ -31,16 +31,16 @@ evaluate() {  # evaluate OUTPUT.json WORKDIR FLAGS...
 
 for mixer in lssvwm causal_window; do
   evaluate "${OUT}/within_window/${mixer}.json" "${RUNS}/maze3d_${mixer}" \
-    --context=16 --horizon=15 --distance_edges=1,5,17,33
+    --context=16 --horizon=15 --distance_edges=4,16,32
 done
 python -m lssvwm.evaluate --compare "${OUT}"/within_window/*.json \
   --output="${OUT}/within_window/compare.md"
 
 for policy in never every:32:ssm every:64:ssm; do
   evaluate "${OUT}/beyond_window/lssvwm_reset_${policy//:/_}.json" "${RUNS}/maze3d_lssvwm" \
-    --context=128 --horizon=127 --distance_edges=1,5,33,65,129 --reset="${policy}"
+    --context=128 --horizon=127 --distance_edges=4,32,64,128 --reset="${policy}"
 done
 evaluate "${OUT}/beyond_window/causal_window.json" "${RUNS}/maze3d_causal_window" \
-  --context=128 --horizon=127 --distance_edges=1,5,33,65,129
+  --context=128 --horizon=127 --distance_edges=4,32,64,128
 python -m lssvwm.evaluate --compare "${OUT}"/beyond_window/*.json \
   --output="${OUT}/beyond_window/compare.md"
