@@ -127,18 +127,7 @@ class Curriculum:
                 f"{len(lengths)} lengths need {len(lengths) - 1} steps, got {len(stage_steps)}"
             )
         starts = [0, *stage_steps]
-        final = lengths[-1]
-        return cls(
-            tuple(
-                Stage(
-                    i,
-                    start,
-                    length,
-                    _batch_for(length, final, batch_size, constant_tokens, batch_multiple),
-                )
-                for i, (start, length) in enumerate(zip(starts, lengths, strict=True))
-            )
-        )
+        return cls._from_stage_starts(starts, lengths, batch_size, constant_tokens, batch_multiple)
 
     @classmethod
     def linear(
@@ -173,13 +162,21 @@ class Curriculum:
         # Stage i begins at the first step s with start + span * s / warmup >= lengths[i]:
         # s = ceil((lengths[i] - start) * warmup / span), in integers (no float rounding).
         starts = [-(-(length - start_length) * warmup_steps // span) for length in lengths]
+        return cls._from_stage_starts(starts, lengths, batch_size, constant_tokens, batch_multiple)
+
+    @classmethod
+    def _from_stage_starts(
+        cls, starts, lengths, batch_size: int, constant_tokens: bool, batch_multiple: int
+    ) -> Curriculum:
+        """Stage i from step starts[i] with windows of lengths[i] (the last length is final)."""
+        final = lengths[-1]
         return cls(
             tuple(
                 Stage(
                     i,
                     start,
                     length,
-                    _batch_for(length, final_length, batch_size, constant_tokens, batch_multiple),
+                    _batch_for(length, final, batch_size, constant_tokens, batch_multiple),
                 )
                 for i, (start, length) in enumerate(zip(starts, lengths, strict=True))
             )
