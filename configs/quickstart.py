@@ -119,6 +119,9 @@ def get_config(arg=None):
             keep_checkpoints=3,
             eval_every=0,  # held-out figures during training (0: only at the end)
             sample_every=0,  # sample videos during training (0: only at the end)
+            # A trained run's workdir to take the weights from at step 0 (fine-tuning; the
+            # optimizer starts fresh; lssvwm/train.py:warm_start); "" starts from random weights.
+            init_from="",
         )
     )
     # Devices: data parallel over all of them (one CPU here); e.g. --config.mesh.axes.fsdp=4

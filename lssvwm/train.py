@@ -6,8 +6,10 @@ r"""Trains a world model with diffusion forcing (absl app; resumes automatically
 
 Run it again with the same arguments and it resumes from the newest checkpoint in DIR (model,
 optimizer, EMA, step and data position) -- or, when the run had finished, only re-reads its
-results. Ctrl-C (or SIGTERM) saves a checkpoint of the current step on the way out; a hard kill
-loses the steps since the last periodic checkpoint.
+results. Ctrl-C (or SIGTERM) finishes the step in flight and saves a checkpoint of it on the way
+out (a second one stops at once, unsaved); a hard kill loses the steps since the last periodic
+checkpoint. `--config.training.init_from=OTHER_RUN` starts a new run from another run's weights
+(fine-tuning, e.g. under a state-carrying policy; see `warm_start`).
 
 What a run writes into DIR:
   config.json         the resolved config
@@ -99,8 +101,63 @@ def check_windows_within_episodes(raw: dict) -> None:
         )
 
 
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
+# The train-state items a warm start copies; the optimizer state, step and carry start fresh.
+WEIGHT_ITEMS = ("params", "rest", "ema")
+
+
+def warm_start(state, abstract_state, source: str, workdir: pathlib.Path, model_meta: dict):
+    """`state` (a fresh step 0) with the weights of the newest checkpoint of run `source`.
+
+    For fine-tuning a trained run under another training recipe (e.g. a state-carrying policy):
+    parameters, EMA and non-parameter variables come from `source`, which must have trained the
+    same network (model config, except RESUMABLE_WITH_CHANGES); optimizer moments, step, data
+    position and carried state start fresh. Only a run's first start reads it: once the run has
+    a checkpoint of its own, it resumes from that."""
+    source_dir = pathlib.Path(source).absolute() / "checkpoints"
+    if source_dir == (workdir / "checkpoints").absolute():
+        raise ValueError("training.init_from names this run's own --workdir")
+    if not source_dir.is_dir():
+        raise FileNotFoundError(f"training.init_from={source!r}: no {source_dir} directory")
+    source_checkpoints = Checkpoints(source_dir)
+    try:
+        weights, step = source_checkpoints.restore_weights(
+            {key: abstract_state[key] for key in WEIGHT_ITEMS},
+            {"model": model_meta},
+            unchecked=RESUMABLE_WITH_CHANGES,
+        )
+    finally:
+        source_checkpoints.close()
+    logging.info("warm start: weights of %s at step %d (optimizer and step fresh)", source, step)
+    return {**state, **weights}
+
+
+class StopRequest:
+    """The SIGTERM / SIGINT handler of the training loop.
+
+    The first signal only asks the loop to stop once the current step is done, so the checkpoint
+    saved on the way out pairs a train state with the data position of the same step (a signal
+    raised between `next(windows)` and the step's return would save them one step apart). A
+    second signal interrupts at once, without saving."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.forced = False  # a second signal: the step in flight is abandoned
+
+    def __call__(self, signum, frame):
+        if self.signum is not None:
+            self.forced = True
+            raise KeyboardInterrupt(f"signal {signum} (second): stopping without a checkpoint")
+        self.signum = signum
+        logging.warning("signal %d: stopping after this step (send it again to stop now)", signum)
+
+    def install(self) -> dict:
+        """Installs the handler; returns the previous handlers for `restore`."""
+        return {sig: signal.signal(sig, self) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    @staticmethod
+    def restore(previous: dict) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
@@ -181,6 +238,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     if restored is not None:
         state, data_state, _ = restored
         logging.info("resumed from %s at step %d", checkpoints.directory, int(state["step"]))
+    elif training.get("init_from"):
+        state = warm_start(state, abstract_state, str(training.init_from), workdir, meta["model"])
     step = int(state["step"])
 
     # ---------------------------------------------------------------------------------------
@@ -226,7 +285,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             train_step = make_train_step(graphdef, diffusion_config, tx, **step_kwargs)
         stream_fields = STREAM_FIELDS if state_config.stateful else ()
         progress = Progress(total_steps, step)
-        previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        stop = StopRequest()
+        previous_handlers = stop.install()
         last_saved = started_at = step
         try:
             while step < total_steps:
@@ -287,15 +347,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                         workdir,
                         step,
                     )
+                if stop.signum is not None:
+                    raise KeyboardInterrupt(f"signal {stop.signum}")
         except KeyboardInterrupt:
-            if step > last_saved:
+            if step > last_saved and not stop.forced:
                 logging.warning("interrupted at step %d: saving a checkpoint", step)
                 checkpoints.save(step, state, data_state=windows.get_state(), meta=meta)
             checkpoints.close()
             writer.close()
             raise
         finally:
-            signal.signal(signal.SIGTERM, previous_handler)
+            stop.restore(previous_handlers)
         compilations = train_step.trace_count()
         logging.info("train step compiled %d time(s) in this run", compilations)
     else:

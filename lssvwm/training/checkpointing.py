@@ -70,6 +70,23 @@ def _check_shapes(restored, abstract, where) -> None:
             )
 
 
+def _check_meta(
+    saved: Mapping,
+    expected: Mapping,
+    unchecked: Collection[str],
+    where,
+    hint: str = "use a new --workdir for a new config",
+) -> None:
+    differences = _differences(saved, expected, ignore=unchecked)
+    if differences:
+        raise CheckpointError(
+            f"checkpoint {where} was trained with a different config; differing keys:\n  "
+            + "\n  ".join(differences[:20])
+            + "\n"
+            + hint
+        )
+
+
 class Checkpoints:
     """The checkpoints of one run directory (see the module docstring)."""
 
@@ -131,13 +148,7 @@ class Checkpoints:
                 "new --workdir"
             ) from error
         if expected_meta is not None:
-            differences = _differences(meta or {}, expected_meta, ignore=unchecked)
-            if differences:
-                raise CheckpointError(
-                    f"checkpoint {where} was trained with a different config; differing keys:\n  "
-                    + "\n  ".join(differences[:20])
-                    + "\nuse a new --workdir for a new config"
-                )
+            _check_meta(meta or {}, expected_meta, unchecked, where)
         try:
             restored = self._manager.restore(
                 step,
@@ -168,6 +179,54 @@ class Checkpoints:
         if step is None:
             return None
         return self.restore(step, abstract_state, expected_meta, unchecked)
+
+    def restore_weights(
+        self,
+        abstract_weights: Mapping[str, Any],
+        expected_meta: Mapping[str, Any],
+        unchecked: Collection[str] = (),
+        step: int | None = None,
+    ) -> tuple[dict, int]:
+        """(weights, step): only the items of `abstract_weights` (e.g. params, rest, ema) of the
+        newest checkpoint (or `step`), for a warm start; the rest of the saved train state
+        (optimizer moments, step, carried state) is not read.
+
+        `expected_meta` is compared with the sections of the saved meta that it names (e.g. only
+        "model": a fine-tune may change the diffusion recipe, not the network)."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(f"no checkpoint to start from in {self.directory}")
+        where = self.directory / str(step)
+        try:
+            meta = self._manager.restore(
+                step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
+            )["meta"]
+        except Exception as error:
+            raise CheckpointError(f"checkpoint {where} is unreadable ({error})") from error
+        saved = {key: (meta or {}).get(key, "<missing>") for key in expected_meta}
+        _check_meta(
+            saved, expected_meta, unchecked, where, hint="a warm start needs the same network"
+        )
+        restore_args = jax.tree.map(
+            lambda leaf: ocp.ArrayRestoreArgs(sharding=getattr(leaf, "sharding", None)),
+            abstract_weights,
+        )
+        try:
+            restored = self._manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.PyTreeRestore(
+                        item=dict(abstract_weights), restore_args=restore_args, partial_restore=True
+                    )
+                ),
+            )["state"]
+        except Exception as error:
+            raise CheckpointError(
+                f"the weights of checkpoint {where} cannot be read into this run "
+                f"({type(error).__name__}: {error})"
+            ) from error
+        _check_shapes(restored, dict(abstract_weights), where)
+        return restored, step
 
     def close(self) -> None:
         self._manager.wait_until_finished()

@@ -104,3 +104,74 @@ def test_interrupted_run_resumes_to_identical_weights(finished_run, tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     data = lambda d: json.loads((d / "checkpoints" / "4" / "data" / "metadata").read_text())
     assert data(copy) == data(workdir) == {"step": 4}
+
+
+def _fresh_state_and_abstract(config, seed):
+    from flax import nnx
+
+    from lssvwm.models import WorldModel, WorldModelConfig
+    from lssvwm.training.optimizer import make_optimizer
+    from lssvwm.training.train_state import init_train_state
+
+    model_config = WorldModelConfig.from_mapping(config.model)
+    tx, _ = make_optimizer(config.optimizer, 10)
+    state = init_train_state(WorldModel(model_config, rngs=nnx.Rngs(seed)), tx)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+    return state, abstract, model_config
+
+
+def test_warm_start_takes_weights_and_keeps_a_fresh_optimizer(finished_run, tmp_path):
+    from lssvwm.train import warm_start
+
+    workdir, data_dir, _ = finished_run
+    config = tiny_config(data_dir)
+    state, abstract, model_config = _fresh_state_and_abstract(config, seed=7)
+    meta_model = json.loads(json.dumps(model_config.to_dict()))
+    started = warm_start(state, abstract, str(workdir), tmp_path / "new", meta_model)
+    source, _, _ = Checkpoints(workdir / "checkpoints").restore_latest(abstract)
+    for key in ("params", "ema", "rest"):
+        jax.tree.map(np.testing.assert_array_equal, started[key], source[key])
+    assert int(started["step"]) == 0 and int(source["step"]) == 4
+    jax.tree.map(np.testing.assert_array_equal, started["opt_state"], state["opt_state"])
+    with pytest.raises(Exception, match="same network"):  # the weights of another network
+        other = dict(meta_model, width=meta_model["width"] * 2)
+        warm_start(state, abstract, str(workdir), tmp_path / "new", other)
+    with pytest.raises(FileNotFoundError, match="init_from"):
+        warm_start(state, abstract, str(tmp_path / "absent"), tmp_path / "new", meta_model)
+    with pytest.raises(ValueError, match="own --workdir"):
+        warm_start(state, abstract, str(workdir), workdir, meta_model)
+
+
+def test_sigterm_saves_the_step_it_stopped_at(finished_run, tmp_path):
+    """A SIGTERM (a preempted job) between periodic checkpoints saves the step it stopped at
+    (resuming from a checkpoint is exact: test_second_run_resumes..., test_checkpointing.py)."""
+    import signal
+    import time
+
+    _, data_dir, _ = finished_run
+    workdir = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "lssvwm.train",
+        "--config=configs/quickstart.py:tiny",
+        f"--workdir={workdir}",
+        f"--config.data.data_dir={data_dir}",
+        "--config.training.steps=100000",
+        "--config.training.checkpoint_every=100000",
+        "--config.training.log_every=1",
+    ]
+    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    for line in process.stderr:  # the progress lines arrive on stderr (absl logging)
+        if "step 3/100000" in line:
+            break
+        assert time.monotonic() < deadline, "training did not reach step 3"
+    process.send_signal(signal.SIGTERM)
+    _, rest = process.communicate(timeout=300)
+    assert process.returncode != 0  # it stops, and says why
+    assert "interrupted at step" in rest and "saving a checkpoint" in rest
+    saved = Checkpoints(workdir / "checkpoints").all_steps()
+    assert len(saved) == 1 and saved[0] >= 3, saved
+    metrics = (workdir / "metrics.jsonl").read_text().splitlines()
+    assert max(json.loads(line)["step"] for line in metrics) == saved[0]
