@@ -6,16 +6,22 @@
 #      sliding-window transformer (W = 16 frames);
 #   2. beyond it (context 128, walked back for 127 frames: views last seen up to 256 frames ago)
 #      -- the same LSSVWM with its SSM state carried through the rollout, reset to zero every
-#      32 frames (the training window; the k-frame attention cache stays), or every 64 frames.
+#      32 frames (the training window; the k-frame attention cache stays), or every 64 frames;
+#   3. the training-time comparison: the trained LSSVWM fine-tuned for FINETUNE_STEPS more steps
+#      on consecutive 32-frame windows of the same episodes (configs/ablation_state.py), either
+#      with the state carried across windows (policy=carried) or reset to zero at every window
+#      (policy=zero_reset) -- same start, data, steps and optimizer -- then scored beyond the
+#      window with the state carried through the rollout and with the SSM state reset every 32.
 #
 #   RUNS=/tmp/lssvwm_runs bash experiments/state_carrying/run_memory_experiment.sh
 #
 # Each step is skipped when its output exists (training resumes by itself), so the script can be
-# re-run after an interruption. ~1 h on 2 CPU cores, most of it training.
+# re-run after an interruption. ~2 h on 2 CPU cores, most of it training.
 set -euo pipefail
 RUNS=${RUNS:-/tmp/lssvwm_runs}
 OUT=${OUT:-experiments/state_carrying/results}
 EPISODES=32
+FINETUNE_STEPS=${FINETUNE_STEPS:-600}
 DATA="--data=maze3d.test_episodes=${EPISODES} --num_episodes=${EPISODES}"
 
 for mixer in lssvwm causal_window; do
@@ -44,3 +50,18 @@ evaluate "${OUT}/beyond_window/causal_window.json" "${RUNS}/maze3d_causal_window
   --context=128 --horizon=127 --distance_edges=4,32,64,128
 python -m lssvwm.evaluate --compare "${OUT}"/beyond_window/*.json \
   --output="${OUT}/beyond_window/compare.md"
+
+for policy in carried zero_reset; do
+  python -m lssvwm.train --config="configs/ablation_state.py:policy=${policy}" \
+    --workdir="${RUNS}/finetune_${policy}" --config.training.init_from="${RUNS}/maze3d_lssvwm" \
+    --config.training.steps="${FINETUNE_STEPS}" --config.optimizer.learning_rate=5e-4 \
+    --config.optimizer.warmup_steps=20 --config.training.eval_every=0 \
+    --config.training.sample_every=0
+  for reset in never every:32:ssm; do
+    evaluate "${OUT}/training_policy/${policy}_reset_${reset//:/_}.json" \
+      "${RUNS}/finetune_${policy}" --context=128 --horizon=127 --distance_edges=4,32,64,128 \
+      --reset="${reset}"
+  done
+done
+python -m lssvwm.evaluate --compare "${OUT}"/training_policy/*.json \
+  --output="${OUT}/training_policy/compare.md"
