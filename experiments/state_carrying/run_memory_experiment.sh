@@ -21,7 +21,7 @@ set -euo pipefail
 RUNS=${RUNS:-/tmp/lssvwm_runs}
 OUT=${OUT:-experiments/state_carrying/results}
 EPISODES=32
-FINETUNE_STEPS=${FINETUNE_STEPS:-600}
+FINETUNE_STEPS=${FINETUNE_STEPS:-400}
 DATA="--data=maze3d.test_episodes=${EPISODES} --num_episodes=${EPISODES}"
 
 for mixer in lssvwm causal_window; do
