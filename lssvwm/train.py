@@ -120,7 +120,7 @@ def warm_start(state, abstract_state, source: str, workdir: pathlib.Path, model_
         raise FileNotFoundError(f"training.init_from={source!r}: no {source_dir} directory")
     source_checkpoints = Checkpoints(source_dir)
     try:
-        weights, step = source_checkpoints.restore_weights(
+        weights, step, _ = source_checkpoints.restore_weights(
             {key: abstract_state[key] for key in WEIGHT_ITEMS},
             {"model": model_meta},
             unchecked=RESUMABLE_WITH_CHANGES,

@@ -65,3 +65,8 @@ for policy in carried zero_reset; do
 done
 python -m lssvwm.evaluate --compare "${OUT}"/training_policy/*.json \
   --output="${OUT}/training_policy/compare.md"
+
+# Diagnostic: the same model continuing *forward* (the reasoning split's 8 episodes; 16 context
+# frames, 15 generated) -- is its retrieval failure the rollout, or the reversed motion?
+evaluate "${OUT}/forward_check/lssvwm_reasoning.json" "${RUNS}/maze3d_lssvwm" --task=reasoning \
+  --num_episodes=8 --context=16 --horizon=15 --distance_edges=4,16,32

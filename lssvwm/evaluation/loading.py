@@ -128,7 +128,10 @@ def load_run(
         abstract = jax.eval_shape(
             lambda: init_train_state(WorldModel(model_config, rngs=nnx.Rngs(0)), tx)
         )
-        state, _, saved_meta = checkpoints.restore(step, abstract)
+        # Only the weights: a state-carrying run's checkpoint also holds its training carry.
+        state, _, saved_meta = checkpoints.restore_weights(
+            {key: abstract[key] for key in ("params", "rest", "ema")}, {}, step=step
+        )
         expected = {"model": model_config, "diffusion": trained_diffusion}
         _check_meta(saved_meta or {}, expected, directory / str(step))
     finally:

@@ -186,10 +186,11 @@ class Checkpoints:
         expected_meta: Mapping[str, Any],
         unchecked: Collection[str] = (),
         step: int | None = None,
-    ) -> tuple[dict, int]:
-        """(weights, step): only the items of `abstract_weights` (e.g. params, rest, ema) of the
+    ) -> tuple[dict, int, dict]:
+        """(weights, step, meta): only the items of `abstract_weights` (params, rest, ema) of the
         newest checkpoint (or `step`), for a warm start; the rest of the saved train state
-        (optimizer moments, step, carried state) is not read.
+        (optimizer moments, step, carried state) is not read -- so it also loads runs whose
+        train state has items this reader does not build (a state-carrying run's `carry`).
 
         `expected_meta` is compared with the sections of the saved meta that it names (e.g. only
         "model": a fine-tune may change the diffusion recipe, not the network)."""
@@ -226,7 +227,7 @@ class Checkpoints:
                 f"({type(error).__name__}: {error})"
             ) from error
         _check_shapes(restored, dict(abstract_weights), where)
-        return restored, step
+        return restored, step, meta
 
     def close(self) -> None:
         self._manager.wait_until_finished()

@@ -175,3 +175,25 @@ def test_sigterm_saves_the_step_it_stopped_at(finished_run, tmp_path):
     assert len(saved) == 1 and saved[0] >= 3, saved
     metrics = (workdir / "metrics.jsonl").read_text().splitlines()
     assert max(json.loads(line)["step"] for line in metrics) == saved[0]
+
+
+def test_a_run_whose_checkpoint_holds_a_training_carry_loads_for_evaluation(finished_run, tmp_path):
+    """State-carrying runs save a `carry` beside the weights; evaluation reads the weights only."""
+    from lssvwm.evaluation.loading import load_run
+
+    workdir, data_dir, _ = finished_run
+    state, abstract, model_config = _fresh_state_and_abstract(tiny_config(data_dir), seed=0)
+    saved, data_state, meta = Checkpoints(workdir / "checkpoints").restore_latest(abstract)
+    copy = tmp_path / "stateful"
+    copy.mkdir()
+    shutil.copy(workdir / "config.json", copy / "config.json")
+    with_carry = {**saved, "carry": {"episode_id": np.arange(2), "ssm": np.ones((2, 3, 4))}}
+    checkpoints = Checkpoints(copy / "checkpoints")
+    checkpoints.save(4, with_carry, data_state=data_state, meta=meta)
+    checkpoints.close()
+    run = load_run(copy)
+    assert run.step == 4 and run.weights == "ema"
+    from flax import nnx
+
+    loaded = nnx.state(run.model, nnx.Param)
+    jax.tree.map(np.testing.assert_array_equal, loaded, saved["ema"])
