@@ -1,0 +1,82 @@
+"""Paired per-episode PSNR differences between two evaluation JSONs of the same episodes.
+
+    python -m experiments.state_carrying.paired_differences \
+        --out experiments/state_carrying/results/paired_differences.json
+
+The runs of one comparison score the very same episodes (same split, seed and ids), so the
+per-episode difference removes the episode-to-episode spread that dominates each run's own
+interval; its mean gets a 95% bootstrap interval over episodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+import numpy as np
+
+RESULTS = pathlib.Path(__file__).parent / "results"
+COMPARISONS = (  # (name, run A, run B): A minus B
+    (
+        "within window: LSSVWM - sliding window",
+        "within_window/lssvwm",
+        "within_window/causal_window",
+    ),
+    (
+        "rollout: carried - SSM reset every 32 (plain-trained)",
+        "beyond_window/lssvwm_reset_never",
+        "beyond_window/lssvwm_reset_every_32_ssm",
+    ),
+    (
+        "training: carried - zero_reset (rollout carried)",
+        "training_policy/carried_reset_never",
+        "training_policy/zero_reset_reset_never",
+    ),
+    (
+        "training: carried - zero_reset (rollout SSM reset every 32)",
+        "training_policy/carried_reset_every_32_ssm",
+        "training_policy/zero_reset_reset_every_32_ssm",
+    ),
+    (
+        "rollout: carried - SSM reset every 32 (carried-trained)",
+        "training_policy/carried_reset_never",
+        "training_policy/carried_reset_every_32_ssm",
+    ),
+)
+
+
+def paired_difference(a: dict, b: dict, samples: int = 10_000, seed: int = 0) -> dict:
+    """Mean of A's minus B's per-episode PSNR, with a 95% bootstrap interval."""
+    if a["episode_ids"] != b["episode_ids"]:
+        raise ValueError("the two runs scored different episodes: no pairing")
+    difference = np.asarray(a["episode_psnr"]) - np.asarray(b["episode_psnr"])
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(difference), (samples, len(difference)))
+    means = difference[draws].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {
+        "mean_db": float(difference.mean()),
+        "ci95_db": [float(low), float(high)],
+        "episodes": len(difference),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS / "paired_differences.json")
+    args = parser.parse_args()
+    table = {}
+    for name, run_a, run_b in COMPARISONS:
+        a, b = (json.loads((RESULTS / f"{run}.json").read_text()) for run in (run_a, run_b))
+        table[name] = {"a": run_a, "b": run_b, **paired_difference(a, b)}
+        row = table[name]
+        print(
+            f"{name}: {row['mean_db']:+.3f} dB (95% CI {row['ci95_db'][0]:+.3f} to "
+            f"{row['ci95_db'][1]:+.3f}), {row['episodes']} episodes"
+        )
+    args.out.write_text(json.dumps(table, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
