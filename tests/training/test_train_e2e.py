@@ -28,19 +28,25 @@ def tiny_config(data_dir):
     return load_config("configs/quickstart.py:tiny", {"data.data_dir": str(data_dir)})
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    """One CLI run of the tiny quickstart (4 steps, checkpoints at 2 and 4) with its own data."""
-    root = tmp_path_factory.mktemp("train")
-    workdir, data_dir = root / "run", root / "data"
-    command = [
+def train_command(workdir, data_dir, *overrides) -> list[str]:
+    """`python -m lssvwm.train` of the tiny quickstart in `workdir` with its own data."""
+    return [
         sys.executable,
         "-m",
         "lssvwm.train",
         "--config=configs/quickstart.py:tiny",
         f"--workdir={workdir}",
         f"--config.data.data_dir={data_dir}",
+        *overrides,
     ]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One CLI run of the tiny quickstart (4 steps, checkpoints at 2 and 4) with its own data."""
+    root = tmp_path_factory.mktemp("train")
+    workdir, data_dir = root / "run", root / "data"
+    command = train_command(workdir, data_dir)
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir, data_dir, result.stderr
@@ -150,17 +156,13 @@ def test_sigterm_saves_the_step_it_stopped_at(finished_run, tmp_path):
 
     _, data_dir, _ = finished_run
     workdir = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "lssvwm.train",
-        "--config=configs/quickstart.py:tiny",
-        f"--workdir={workdir}",
-        f"--config.data.data_dir={data_dir}",
+    command = train_command(
+        workdir,
+        data_dir,
         "--config.training.steps=100000",
         "--config.training.checkpoint_every=100000",
         "--config.training.log_every=1",
-    ]
+    )
     process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600
     for line in process.stderr:  # the progress lines arrive on stderr (absl logging)
