@@ -16,6 +16,8 @@ import pathlib
 
 import numpy as np
 
+from lssvwm.evaluation import statistics
+
 RESULTS = pathlib.Path(__file__).parent / "results"
 COMPARISONS = (  # (name, run A, run B): A minus B
     (
@@ -46,20 +48,13 @@ COMPARISONS = (  # (name, run A, run B): A minus B
 )
 
 
-def paired_difference(a: dict, b: dict, samples: int = 10_000, seed: int = 0) -> dict:
-    """Mean of A's minus B's per-episode PSNR, with a 95% bootstrap interval."""
+def paired_difference(a: dict, b: dict, resamples: int = 10_000, seed: int = 0) -> dict:
+    """Mean of A's minus B's per-episode PSNR, with a 95% bootstrap interval over episodes."""
     if a["episode_ids"] != b["episode_ids"]:
         raise ValueError("the two runs scored different episodes: no pairing")
     difference = np.asarray(a["episode_psnr"]) - np.asarray(b["episode_psnr"])
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(difference), (samples, len(difference)))
-    means = difference[draws].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return {
-        "mean_db": float(difference.mean()),
-        "ci95_db": [float(low), float(high)],
-        "episodes": len(difference),
-    }
+    mean, low, high = statistics.bootstrap_mean(difference, resamples=resamples, seed=seed)
+    return {"mean_db": mean, "ci95_db": [low, high], "episodes": len(difference)}
 
 
 def main() -> None:
