@@ -125,6 +125,20 @@ class Checkpoints:
         )
         self._manager.wait_until_finished()
 
+    def _read_meta(self, step: int) -> dict:
+        """The `meta` item of step `step` (CheckpointError when it cannot be read)."""
+        try:
+            meta = self._manager.restore(
+                step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
+            )["meta"]
+        except Exception as error:  # orbax raises many types for damaged files
+            raise CheckpointError(
+                f"checkpoint {self.directory / str(step)} is unreadable (its 'meta' item: "
+                f"{type(error).__name__}: {error}); delete that step directory to resume from "
+                "an older one, or use a new --workdir"
+            ) from error
+        return meta or {}
+
     def restore(
         self,
         step: int,
@@ -137,18 +151,9 @@ class Checkpoints:
         `unchecked`: dotted meta keys (e.g. "model.remat") that may differ or be absent --
         execution choices that do not change what the weights mean."""
         where = self.directory / str(step)
-        try:
-            meta = self._manager.restore(
-                step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
-            )["meta"]
-        except Exception as error:  # orbax raises many types for damaged files
-            raise CheckpointError(
-                f"checkpoint {where} is unreadable (its 'meta' item: {type(error).__name__}: "
-                f"{error}); delete that step directory to resume from an older one, or use a "
-                "new --workdir"
-            ) from error
+        meta = self._read_meta(step)
         if expected_meta is not None:
-            _check_meta(meta or {}, expected_meta, unchecked, where)
+            _check_meta(meta, expected_meta, unchecked, where)
         try:
             restored = self._manager.restore(
                 step,
@@ -198,13 +203,8 @@ class Checkpoints:
         if step is None:
             raise CheckpointError(f"no checkpoint to start from in {self.directory}")
         where = self.directory / str(step)
-        try:
-            meta = self._manager.restore(
-                step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
-            )["meta"]
-        except Exception as error:
-            raise CheckpointError(f"checkpoint {where} is unreadable ({error})") from error
-        saved = {key: (meta or {}).get(key, "<missing>") for key in expected_meta}
+        meta = self._read_meta(step)
+        saved = {key: meta.get(key, "<missing>") for key in expected_meta}
         _check_meta(
             saved, expected_meta, unchecked, where, hint="a warm start needs the same network"
         )
