@@ -7,9 +7,13 @@ Siblings that differ only in the sequence mixer (same data, diffusion, optimizer
     python -m lssvwm.train --config=configs/maze3d_causal_window.py --workdir=/tmp/maze3d_window
 
 What differs from configs/quickstart.py, and why:
-  * actions are the absolute pose (x, y, heading), the maze default of ARCHITECTURE.md: it tells
-    the model where each frame was taken, which the memory tasks (retrieval, reasoning) and the
-    spatial-memory variant need;
+  * actions are the camera pose (x, y, heading), the maze default of ARCHITECTURE.md, embedded
+    as `pose_and_motion`: the absolute pose tells the model where each frame was taken (what the
+    memory tasks, retrieval and reasoning, need) and the motion from the previous frame tells it
+    how the view changes next. With the absolute pose alone (`action_mode="pose"`, the first
+    version of this experiment) the trained model hardly used it (one-step PSNR with true vs
+    shuffled poses 19.52 vs 19.24 dB) and mispredicted the first frame of a walk back (10.6 dB,
+    below copying the last frame, 13.2);
   * six layers cycling the block sizes full frame / 2x2 / per position, so every scan
     granularity of the method is present;
   * LSSVWM's attention window stays short (k = 4 frames) next to the 32-frame training window,
@@ -37,10 +41,10 @@ def maze3d_config(mixer: str) -> ml_collections.ConfigDict:
         depth=6,
         block_sizes=("full", (2, 2), (1, 1)),
         attention_window=16 if mixer == "causal_window" else 4,
-        action_mode="pose",
+        action_mode="pose_and_motion",
         num_actions=0,
         pose_scale=11.0,  # side of the "small" preset's 5x5-cell maze in metres
-        relative_pose_scale=0.5,  # metres per forward step (steps_per_block = 2)
+        relative_pose_scale=0.5,  # metres per forward step (quickstart data: steps_per_block 2)
     )
     config.optimizer.learning_rate = 2e-3
     config.optimizer.warmup_steps = 100

@@ -46,6 +46,7 @@ from ml_collections import config_flags
 from lssvwm.data import pipeline, sources
 from lssvwm.diffusion import DiffusionConfig
 from lssvwm.models import WorldModel, WorldModelConfig, count_parameters
+from lssvwm.nn.embed import ACTION_FIELDS
 from lssvwm.parallel import Parallel
 from lssvwm.training import evaluation, videos
 from lssvwm.training.checkpointing import Checkpoints
@@ -71,8 +72,6 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, met
 # Model-config fields a run may resume with changed (or absent from an older checkpoint's meta):
 # they choose how the same function is computed, not what the weights mean.
 RESUMABLE_WITH_CHANGES = ("model.remat", "model.ssm_chunk_size")
-
-ACTION_FIELDS = {"discrete": "actions", "pose": "position", "relative_pose": "position"}
 
 
 def peak_memory_bytes() -> int:

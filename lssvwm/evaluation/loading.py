@@ -24,12 +24,11 @@ from flax import nnx
 from lssvwm.config_loading import apply_override
 from lssvwm.diffusion import DiffusionConfig, Sampler
 from lssvwm.models import WorldModel, WorldModelConfig, count_parameters
+from lssvwm.nn.embed import ACTION_FIELDS
 from lssvwm.training.checkpointing import Checkpoints
 from lssvwm.training.optimizer import make_optimizer
 from lssvwm.training.train_state import init_train_state, split_model
 
-# The data field each action mode conditions on (as lssvwm.train feeds it).
-ACTION_FIELDS = {"discrete": "actions", "pose": "position", "relative_pose": "position"}
 WEIGHTS = ("ema", "params")
 
 

@@ -38,7 +38,7 @@ from flax import nnx
 
 from lssvwm.models.config import WorldModelConfig
 from lssvwm.nn.dit import DiTBlock, LayerCache
-from lssvwm.nn.embed import FrameConditioning, PatchEmbed, Unpatchify
+from lssvwm.nn.embed import MOTION_MODES, FrameConditioning, PatchEmbed, Unpatchify
 
 
 @nnx.remat
@@ -55,7 +55,7 @@ class StreamCache(NamedTuple):
 
     layers: one `LayerCache(ssm, kv)` per DiT block (SSM states of every block and conv states;
       attention keys/values of the last frames).
-    last_pose: [b, 3] the latest committed pose, `relative_pose` mode only (else None).
+    last_pose: [b, 3] the latest committed pose, motion action modes only (else None).
     has_last_pose: bool [b], whether `last_pose` holds a pose of the current episode.
     """
 
@@ -141,7 +141,7 @@ class WorldModel(nnx.Module):
     def init_cache(self, batch: int) -> StreamCache:
         """The empty cache of `batch` streams (nothing seen yet)."""
         layers = tuple(block.init_cache(batch) for block in self.blocks)
-        if self.config.action_mode != "relative_pose":
+        if self.config.action_mode not in MOTION_MODES:
             return StreamCache(layers)
         return StreamCache(layers, jnp.zeros((batch, 3), jnp.float32), jnp.zeros((batch,), bool))
 
@@ -218,7 +218,7 @@ class WorldModel(nnx.Module):
             new_layers.append(layer_cache)
         prediction = self.final(x, cond).astype(jnp.float32)
         new_cache = StreamCache(tuple(new_layers))
-        if self.config.action_mode == "relative_pose":
+        if self.config.action_mode in MOTION_MODES:
             b = frames.shape[0]
             new_cache = new_cache._replace(
                 last_pose=actions[:, -1].astype(jnp.float32), has_last_pose=jnp.ones((b,), bool)

@@ -22,6 +22,11 @@ Action modes:
                   (dx', dy') / relative_pose_scale, cos dpsi, sin dpsi, through an MLP. The first
                   frame of a call uses the previous pose handed in (from the streaming cache) or,
                   without one, no motion.
+  pose_and_motion both: the absolute features (where the frame was taken, for revisits) next to
+                  the relative ones (how the camera just moved, which decides the next frame's
+                  content). With absolute poses alone a small model must difference consecutive
+                  frames' poses itself to see the motion, and measured it hardly does (maze3d,
+                  one-step PSNR with true vs shuffled poses 19.52 vs 19.24 dB).
 """
 
 from __future__ import annotations
@@ -36,7 +41,18 @@ from flax import nnx
 
 from lssvwm.nn.partitioning import constrain, logical
 
-ACTION_MODES = ("discrete", "pose", "relative_pose")
+ACTION_MODES = ("discrete", "pose", "relative_pose", "pose_and_motion")
+# Modes whose features need the previous frame's pose (carried in the streaming cache).
+MOTION_MODES = ("relative_pose", "pose_and_motion")
+# The episode field each mode conditions on (training and evaluation read the same).
+ACTION_FIELDS = {
+    "discrete": "actions",
+    "pose": "position",
+    "relative_pose": "position",
+    "pose_and_motion": "position",
+}
+# Pose-feature width of each pose mode (the input of the action MLP).
+POSE_FEATURES = {"pose": 4, "relative_pose": 4, "pose_and_motion": 8}
 TOKEN_NAMES = ("batch", "time", "height", "width", "embed")
 
 
@@ -228,6 +244,28 @@ def relative_pose_features(
     return jnp.stack([forward / scale, left / scale, jnp.cos(turn), jnp.sin(turn)], axis=-1)
 
 
+def pose_mode_features(
+    mode: str,
+    poses_BT3: jax.Array,
+    previous_B3: jax.Array | None,
+    has_previous_B: jax.Array | None,
+    *,
+    pose_scale: float,
+    relative_pose_scale: float,
+) -> jax.Array:
+    """The features [b, t, POSE_FEATURES[mode]] of a pose action mode (module docstring)."""
+    parts = []
+    if mode in ("pose", "pose_and_motion"):
+        parts.append(pose_features(poses_BT3.astype(jnp.float32), pose_scale))
+    if mode in MOTION_MODES:
+        parts.append(
+            relative_pose_features(poses_BT3, previous_B3, has_previous_B, relative_pose_scale)
+        )
+    if not parts:
+        raise ValueError(f"{mode!r} is not a pose action mode; pose modes: {list(POSE_FEATURES)}")
+    return jnp.concatenate(parts, axis=-1)
+
+
 class FrameConditioning(nnx.Module):
     """Per-frame conditioning [b, t, d] = noise-level embedding + action embedding.
 
@@ -277,7 +315,7 @@ class FrameConditioning(nnx.Module):
                 rngs=rngs,
             )
         else:
-            self.action_in = dense(4, width, ("cond", "embed"), **kw)
+            self.action_in = dense(POSE_FEATURES[action_mode], width, ("cond", "embed"), **kw)
             self.action_out = dense(width, width, ("embed", "embed"), **kw)
 
     def check_actions(self, actions, batch_frames: tuple[int, int]) -> None:
@@ -303,7 +341,7 @@ class FrameConditioning(nnx.Module):
         previous_pose_B3: jax.Array | None = None,
         has_previous_B: jax.Array | None = None,
     ) -> jax.Array:
-        """Returns cond [b, t, d]. The previous pose is used by `relative_pose` only."""
+        """Returns cond [b, t, d]. The previous pose is used by the MOTION_MODES only."""
         if noise_level_BT.ndim != 2:
             raise ValueError(f"noise level must be per frame [b, t], got {noise_level_BT.shape}")
         self.check_actions(actions, noise_level_BT.shape)
@@ -312,11 +350,13 @@ class FrameConditioning(nnx.Module):
         if self.action_mode == "discrete":
             action = self.action_table(actions)
         else:
-            if self.action_mode == "pose":
-                pose = pose_features(actions.astype(jnp.float32), self.pose_scale)
-            else:
-                pose = relative_pose_features(
-                    actions, previous_pose_B3, has_previous_B, self.relative_pose_scale
-                )
+            pose = pose_mode_features(
+                self.action_mode,
+                actions,
+                previous_pose_B3,
+                has_previous_B,
+                pose_scale=self.pose_scale,
+                relative_pose_scale=self.relative_pose_scale,
+            )
             action = self.action_out(jax.nn.silu(self.action_in(pose)))
         return constrain(noise + action.astype(noise.dtype), ("batch", "time", "embed"))

@@ -39,7 +39,7 @@ TINY = dict(
 # name: config changes. Each mixer once; the action modes and the chunked window ride along.
 # Baselines use one layer (each layer is a compile's worth of graph); lssvwm two block sizes.
 VARIANTS = {
-    "lssvwm": dict(mixer="lssvwm", action_mode="pose"),
+    "lssvwm": dict(mixer="lssvwm", action_mode="pose_and_motion"),
     "lssvwm_chunked": dict(
         mixer="lssvwm",
         attention_window=4,

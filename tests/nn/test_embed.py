@@ -9,6 +9,7 @@ from lssvwm.nn.embed import (
     FrameConditioning,
     patchify,
     pose_features,
+    pose_mode_features,
     relative_pose_features,
     sincos_2d,
     unpatchify,
@@ -53,6 +54,23 @@ def test_relative_pose_features_in_previous_heading_frame():
     # ... unless the stream was reset (no previous pose): no motion.
     first = relative_pose_features(poses[:, :1], previous, jnp.array([False]), scale=1.0)
     np.testing.assert_allclose(first[0, 0], [0.0, 0.0, 1.0, 0.0], atol=1e-6)
+
+
+def test_pose_and_motion_features_are_absolute_then_relative():
+    poses = jnp.array([[[1.0, 1.0, np.pi / 2], [1.0, 3.0, np.pi / 2], [1.0, 3.0, np.pi]]])
+    previous, has_previous = jnp.array([[1.0, 0.0, np.pi / 2]]), jnp.array([True])
+    both = pose_mode_features(
+        "pose_and_motion", poses, previous, has_previous, pose_scale=4.0, relative_pose_scale=2.0
+    )
+    assert both.shape == (1, 3, 8)
+    np.testing.assert_allclose(both[..., :4], pose_features(poses, 4.0), atol=1e-6)
+    np.testing.assert_allclose(
+        both[..., 4:], relative_pose_features(poses, previous, has_previous, 2.0), atol=1e-6
+    )
+    # The first frame's motion comes from the previous pose: forward by 1 m = 0.5 at scale 2.
+    np.testing.assert_allclose(both[0, 0, 4:], [0.5, 0.0, 1.0, 0.0], atol=1e-6)
+    with pytest.raises(ValueError, match="not a pose action mode"):
+        pose_mode_features("discrete", poses, None, None, pose_scale=1.0, relative_pose_scale=1.0)
 
 
 def test_conditioning_checks_actions():
