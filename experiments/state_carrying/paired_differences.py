@@ -1,7 +1,9 @@
 """Paired per-episode PSNR differences between two evaluation JSONs of the same episodes.
 
-    python -m experiments.state_carrying.paired_differences \
-        --out experiments/state_carrying/results/paired_differences.json
+    python -m experiments.state_carrying.paired_differences [--results DIR]
+
+reads DIR's (default `results/` beside this file) evaluation JSONs and writes
+DIR/paired_differences.json.
 
 The runs of one comparison score the very same episodes (same split, seed and ids), so the
 per-episode difference removes the episode-to-episode spread that dominates each run's own
@@ -21,9 +23,14 @@ from lssvwm.evaluation import statistics
 RESULTS = pathlib.Path(__file__).parent / "results"
 COMPARISONS = (  # (name, run A, run B): A minus B
     (
-        "within window: LSSVWM - sliding window",
+        "within window: LSSVWM - sliding window W=16",
         "within_window/lssvwm",
         "within_window/causal_window",
+    ),
+    (
+        "within window: LSSVWM - sliding window W=4 (LSSVWM without its SSM)",
+        "within_window/lssvwm",
+        "within_window/causal_window4",
     ),
     (
         "rollout: carried - SSM reset every 32 (plain-trained)",
@@ -59,18 +66,25 @@ def paired_difference(a: dict, b: dict, resamples: int = 10_000, seed: int = 0) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=pathlib.Path, default=RESULTS / "paired_differences.json")
+    parser.add_argument(
+        "--results", type=pathlib.Path, default=RESULTS, help="the experiment's results folder"
+    )
     args = parser.parse_args()
     table = {}
     for name, run_a, run_b in COMPARISONS:
-        a, b = (json.loads((RESULTS / f"{run}.json").read_text()) for run in (run_a, run_b))
+        paths = [args.results / f"{run}.json" for run in (run_a, run_b)]
+        missing = [str(path) for path in paths if not path.exists()]
+        if missing:  # e.g. an older results folder without that run
+            print(f"{name}: skipped, missing {', '.join(missing)}")
+            continue
+        a, b = (json.loads(path.read_text()) for path in paths)
         table[name] = {"a": run_a, "b": run_b, **paired_difference(a, b)}
         row = table[name]
         print(
             f"{name}: {row['mean_db']:+.3f} dB (95% CI {row['ci95_db'][0]:+.3f} to "
             f"{row['ci95_db'][1]:+.3f}), {row['episodes']} episodes"
         )
-    args.out.write_text(json.dumps(table, indent=2) + "\n")
+    (args.results / "paired_differences.json").write_text(json.dumps(table, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 # sliding-window control, then scores maze3d retrieval
 #   1. within the 32-frame training window (context 16, the path walked back for 15 frames:
 #      views last seen 2..32 frames ago) -- LSSVWM (k = 4 attention frames + SSM) against the
-#      sliding-window transformer (W = 16 frames);
+#      sliding-window transformer with W = 16 frames and with W = 4 (LSSVWM minus its SSM);
 #   2. beyond it (context 128, walked back for 127 frames: views last seen up to 256 frames ago)
 #      -- the same LSSVWM with its SSM state carried through the rollout, reset to zero every
 #      32 frames (the training window; the k-frame attention cache stays), or every 64 frames;
@@ -16,7 +16,7 @@
 #   RUNS=/tmp/lssvwm_runs bash experiments/state_carrying/run_memory_experiment.sh
 #
 # Each step is skipped when its output exists (training resumes by itself), so the script can be
-# re-run after an interruption. ~2 h on 2 CPU cores, most of it training.
+# re-run after an interruption. ~2.5 h on 2 CPU cores, most of it training.
 set -euo pipefail
 RUNS=${RUNS:-/tmp/lssvwm_runs}
 OUT=${OUT:-experiments/state_carrying/results}
@@ -24,8 +24,15 @@ EPISODES=32
 FINETUNE_STEPS=${FINETUNE_STEPS:-400}
 DATA="--data=maze3d.test_episodes=${EPISODES} --num_episodes=${EPISODES}"
 
-for mixer in lssvwm causal_window; do
-  python -m lssvwm.train --config="configs/maze3d_${mixer}.py" --workdir="${RUNS}/maze3d_${mixer}"
+# run name -> config: LSSVWM and two sliding-window controls, W = 16 frames and W = 4 (LSSVWM's own
+# attention window: that control is LSSVWM without its SSM branch).
+declare -A CONFIGS=(
+  [lssvwm]=configs/maze3d_lssvwm.py
+  [causal_window]=configs/maze3d_causal_window.py
+  [causal_window4]=configs/maze3d_causal_window.py:window=4
+)
+for run in lssvwm causal_window causal_window4; do
+  python -m lssvwm.train --config="${CONFIGS[${run}]}" --workdir="${RUNS}/maze3d_${run}"
 done
 
 evaluate() {  # evaluate OUTPUT.json WORKDIR FLAGS...
@@ -35,8 +42,8 @@ evaluate() {  # evaluate OUTPUT.json WORKDIR FLAGS...
     ${DATA} --output="${output}" "$@"
 }
 
-for mixer in lssvwm causal_window; do
-  evaluate "${OUT}/within_window/${mixer}.json" "${RUNS}/maze3d_${mixer}" \
+for run in lssvwm causal_window causal_window4; do
+  evaluate "${OUT}/within_window/${run}.json" "${RUNS}/maze3d_${run}" \
     --context=16 --horizon=15 --distance_edges=4,16,32
 done
 python -m lssvwm.evaluate --compare "${OUT}"/within_window/*.json \
@@ -46,8 +53,10 @@ for policy in never every:32:ssm every:64:ssm; do
   evaluate "${OUT}/beyond_window/lssvwm_reset_${policy//:/_}.json" "${RUNS}/maze3d_lssvwm" \
     --context=128 --horizon=127 --distance_edges=4,32,64,128 --reset="${policy}"
 done
-evaluate "${OUT}/beyond_window/causal_window.json" "${RUNS}/maze3d_causal_window" \
-  --context=128 --horizon=127 --distance_edges=4,32,64,128
+for run in causal_window causal_window4; do
+  evaluate "${OUT}/beyond_window/${run}.json" "${RUNS}/maze3d_${run}" \
+    --context=128 --horizon=127 --distance_edges=4,32,64,128
+done
 python -m lssvwm.evaluate --compare "${OUT}"/beyond_window/*.json \
   --output="${OUT}/beyond_window/compare.md"
 
@@ -70,3 +79,5 @@ python -m lssvwm.evaluate --compare "${OUT}"/training_policy/*.json \
 # frames, 15 generated) -- is its retrieval failure the rollout, or the reversed motion?
 evaluate "${OUT}/forward_check/lssvwm_reasoning.json" "${RUNS}/maze3d_lssvwm" --task=reasoning \
   --num_episodes=8 --context=16 --horizon=15 --distance_edges=4,16,32
+
+python -m experiments.state_carrying.paired_differences --results "${OUT}"
