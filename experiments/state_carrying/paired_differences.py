@@ -33,6 +33,11 @@ COMPARISONS = (  # (name, run A, run B): A minus B
         "within_window/causal_window4",
     ),
     (
+        "beyond window: LSSVWM carried - sliding window W=4",
+        "beyond_window/lssvwm_reset_never",
+        "beyond_window/causal_window4",
+    ),
+    (
         "rollout: carried - SSM reset every 32 (plain-trained)",
         "beyond_window/lssvwm_reset_never",
         "beyond_window/lssvwm_reset_every_32_ssm",

@@ -25,8 +25,9 @@ Action modes:
   pose_and_motion both: the absolute features (where the frame was taken, for revisits) next to
                   the relative ones (how the camera just moved, which decides the next frame's
                   content). With absolute poses alone a small model must difference consecutive
-                  frames' poses itself to see the motion, and measured it hardly does (maze3d,
-                  one-step PSNR with true vs shuffled poses 19.52 vs 19.24 dB).
+                  frames' poses itself to see the motion, and measured it hardly does: maze3d
+                  LSSVWM after 2,000 steps, validation loss with true vs shuffled poses 0.0750 vs
+                  0.0793 (`pose`) against 0.0653 vs 0.1027 (`pose_and_motion`).
 """
 
 from __future__ import annotations
