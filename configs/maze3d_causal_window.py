@@ -10,7 +10,7 @@ from configs import common, maze3d_lssvwm
 
 
 def get_config(arg=None):
-    arg = common.parse_arg(arg, window=16)
+    arg = common.parse_arg(arg, window=maze3d_lssvwm.CONTROL_WINDOW)
     config = maze3d_lssvwm.maze3d_config("causal_window")
     if arg.window < 1:
         raise ValueError(f"window must be >= 1 frame, got {arg.window}")

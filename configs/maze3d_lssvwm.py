@@ -29,6 +29,7 @@ import ml_collections
 from configs import common, quickstart
 
 MIXERS = ("lssvwm", "causal_full", "causal_window")
+CONTROL_WINDOW = 16  # frames the sliding-window control attends to (half the training window)
 
 
 def maze3d_config(mixer: str) -> ml_collections.ConfigDict:
@@ -40,7 +41,7 @@ def maze3d_config(mixer: str) -> ml_collections.ConfigDict:
         mixer=mixer,
         depth=6,
         block_sizes=("full", (2, 2), (1, 1)),
-        attention_window=16 if mixer == "causal_window" else 4,
+        attention_window=CONTROL_WINDOW if mixer == "causal_window" else 4,
         action_mode="pose_and_motion",
         num_actions=0,
         pose_scale=11.0,  # side of the "small" preset's 5x5-cell maze in metres

@@ -76,7 +76,7 @@ python -m lssvwm.evaluate --compare "${OUT}"/training_policy/*.json \
   --output="${OUT}/training_policy/compare.md"
 
 # Diagnostic: the same model continuing *forward* (the reasoning split's 8 episodes; 16 context
-# frames, 15 generated) -- is its retrieval failure the rollout, or the reversed motion?
+# frames, 15 generated) -- how fast does a forward rollout drift, next to the walk back?
 evaluate "${OUT}/forward_check/lssvwm_reasoning.json" "${RUNS}/maze3d_lssvwm" --task=reasoning \
   --num_episodes=8 --context=16 --horizon=15 --distance_edges=4,16,32
 

@@ -9,8 +9,10 @@ import sys
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from lssvwm.config_loading import load_config
+from lssvwm.evaluation.loading import load_run
 from lssvwm.train import train_and_evaluate
 from lssvwm.training.checkpointing import Checkpoints
 
@@ -113,8 +115,6 @@ def test_interrupted_run_resumes_to_identical_weights(finished_run, tmp_path):
 
 
 def _fresh_state_and_abstract(config, seed):
-    from flax import nnx
-
     from lssvwm.models import WorldModel, WorldModelConfig
     from lssvwm.training.optimizer import make_optimizer
     from lssvwm.training.train_state import init_train_state
@@ -181,8 +181,6 @@ def test_sigterm_saves_the_step_it_stopped_at(finished_run, tmp_path):
 
 def test_a_run_whose_checkpoint_holds_a_training_carry_loads_for_evaluation(finished_run, tmp_path):
     """State-carrying runs save a `carry` beside the weights; evaluation reads the weights only."""
-    from lssvwm.evaluation.loading import load_run
-
     workdir, data_dir, _ = finished_run
     state, abstract, model_config = _fresh_state_and_abstract(tiny_config(data_dir), seed=0)
     saved, data_state, meta = Checkpoints(workdir / "checkpoints").restore_latest(abstract)
@@ -195,7 +193,5 @@ def test_a_run_whose_checkpoint_holds_a_training_carry_loads_for_evaluation(fini
     checkpoints.close()
     run = load_run(copy)
     assert run.step == 4 and run.weights == "ema"
-    from flax import nnx
-
     loaded = nnx.state(run.model, nnx.Param)
     jax.tree.map(np.testing.assert_array_equal, loaded, saved["ema"])
