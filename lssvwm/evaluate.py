@@ -3,6 +3,7 @@ r"""Scores a trained world model on the retrieval or reasoning task (absl app).
     python -m lssvwm.evaluate --workdir=/tmp/qs --task=retrieval --output=/tmp/qs/retrieval.json
     python -m lssvwm.evaluate --workdir=DIR --task=reasoning --context=192 --horizon=64 \
         --num_episodes=32 --batch_size=8 --seed=0 --output=OUT.json
+    python -m lssvwm.evaluate --workdir=DIR --task=retrieval --history=blind --output=OUT.json
     python -m lssvwm.evaluate --compare DIR1 DIR2 OUT.json ... --output=compare.md
 
 Retrieval: a context of N frames, then the path walked backwards (ground truth: the reversed
@@ -15,6 +16,10 @@ OUT.png (PSNR by frames since the view was last seen, and by frame, beside copyi
 frame) and OUT_best_worst.gif. `--data=maze3d.test_episodes=32` evaluates on more held-out
 episodes of the same generator than the run's dataset has (built on first use).
 
+`--history` says what each generated frame sees of the ones before it: `generated` (the
+rollout), `truth` (teacher forcing) or `blind` (pure noise: the model must recall the views
+from the context alone, in its attention window or its SSM state -- memory without drift).
+
 `--compare` takes result JSONs or directories holding them and writes one markdown table and
 one plot (`lssvwm.evaluation.compare`).
 """
@@ -26,6 +31,7 @@ import pathlib
 from absl import app, flags, logging
 
 from lssvwm.evaluation import compare, loading, report, statistics, tasks
+from lssvwm.evaluation.streaming import HISTORIES
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by lssvwm.train.")
 _TASK = flags.DEFINE_enum("task", "retrieval", ("retrieval", "reasoning"), "Which task.")
@@ -55,6 +61,13 @@ _RESAMPLES = flags.DEFINE_integer(
 _VIDEO_FORMAT = flags.DEFINE_enum("video_format", "gif", ("auto", "gif", "mp4"), "Video type.")
 _RESET = flags.DEFINE_string(
     "reset", "never", "Rollout reset policy: 'never', 'every:N' (all state) or 'every:N:ssm'."
+)
+_HISTORY = flags.DEFINE_enum(
+    "history",
+    "generated",
+    HISTORIES,
+    "What later frames see of earlier ones: the generated frames (a rollout), the ground truth "
+    "(teacher forcing), or nothing but noise ('blind': a memory probe without drift).",
 )
 _COMPARE = flags.DEFINE_bool("compare", False, "Compare result files/dirs given as arguments.")
 
@@ -88,6 +101,7 @@ def main(argv):
         data_dir=_DATA_DIR.value,
         data_overrides=tuple(_DATA.value),
         reset=_RESET.value,
+        history=_HISTORY.value,
     )
     if options.num_episodes < tasks.MIN_EPISODES_FOR_CI:
         logging.warning(

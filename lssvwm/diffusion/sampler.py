@@ -4,6 +4,8 @@
     cache = sampler.prefill(context_frames, context_actions, rng)
     frames, cache = sampler.generate(cache, actions_BN, rng)          # N frames, unit by unit
     frames, cache, seconds = sampler.generate(..., timings=True)      # seconds per unit
+    frames_U = sampler.predict_unit(cache, actions_U, rng, i)          # unit i, not committed
+    cache = sampler.commit_unit(cache, truth_U, actions_U, rng, i)     # history of given frames
 
 The context enters through the model's parallel pass (`model.prefill`), never a loop of steps.
 Each unit of U = `model.unit` frames (1; the chunk in the chunked window) is one jitted call:
@@ -50,11 +52,13 @@ def _prefill(graphdef, config, state, frames, actions, rng, cache):
     return cache
 
 
-def _sample_unit(graphdef, config, state, cache, actions_U, rng, unit_index):
-    """One unit: x0 [b, U, H, W, C] by DDIM against the cache, and the cache with it committed."""
-    model = nnx.merge(graphdef, state)
-    rng = jax.random.fold_in(rng, unit_index)
-    rng_init, rng_steps, rng_commit = jax.random.split(rng, 3)
+def _unit_rngs(rng, unit_index):
+    """(DDIM initial noise, DDIM steps, commit) keys of unit `unit_index`."""
+    return jax.random.split(jax.random.fold_in(rng, unit_index), 3)
+
+
+def _predict(model, config, cache, actions_U, rng_init, rng_steps):
+    """x0 [b, U, H, W, C] of the next unit by DDIM against the cache (the cache is unchanged)."""
     batch, unit = actions_U.shape[0], model.unit
     shape = (batch, unit, *model.config.image_size, model.config.channels)
 
@@ -62,13 +66,44 @@ def _sample_unit(graphdef, config, state, cache, actions_U, rng, unit_index):
         output, _candidate = model.step(x, jnp.full((batch, unit), t), actions_U, cache)
         return output  # the candidate of a denoising pass is dropped (dead code under jit)
 
-    x0 = ddim_sample(denoise, jax.random.normal(rng_init, shape, jnp.float32), rng_steps, config)
+    return ddim_sample(denoise, jax.random.normal(rng_init, shape, jnp.float32), rng_steps, config)
+
+
+def _sample_unit(graphdef, config, state, cache, actions_U, rng, unit_index):
+    """One unit: x0 [b, U, H, W, C] by DDIM against the cache, and the cache with it committed."""
+    model = nnx.merge(graphdef, state)
+    rng_init, rng_steps, rng_commit = _unit_rngs(rng, unit_index)
+    x0 = _predict(model, config, cache, actions_U, rng_init, rng_steps)
     fed_back, level = _at_context_level(rng_commit, x0, config)
     return x0, model.commit(fed_back, actions_U, cache, noise_level_BU=level)
 
 
 _sample_unit_jit = jax.jit(_sample_unit, static_argnums=(0, 1))
 _sample_unit_donating = jax.jit(_sample_unit, static_argnums=(0, 1), donate_argnums=(3,))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _predict_unit(graphdef, config, state, cache, actions_U, rng, unit_index):
+    """The x0 `_sample_unit` draws for this unit, without committing it."""
+    rng_init, rng_steps, _ = _unit_rngs(rng, unit_index)
+    return _predict(nnx.merge(graphdef, state), config, cache, actions_U, rng_init, rng_steps)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 8))
+def _commit_unit(graphdef, config, state, cache, frames_U, actions_U, rng, unit_index, level):
+    """The cache with given frames [b, U, H, W, C] appended as history: fed at the context-noise
+    level, as `_sample_unit` feeds back its own frames (`level` None), or noised to `level`
+    (1.0: pure noise, a frame the model is told nothing about)."""
+    model = nnx.merge(graphdef, state)
+    rng_commit = _unit_rngs(rng, unit_index)[2]
+    if level is None:
+        fed_back, level_BU = _at_context_level(rng_commit, frames_U, config)
+    else:
+        alpha, sigma = NoiseSchedule.from_config(config).alpha_sigma(jnp.float32(level))
+        noise = jax.random.normal(rng_commit, frames_U.shape, jnp.float32)
+        fed_back = alpha * frames_U.astype(jnp.float32) + sigma * noise
+        level_BU = jnp.full(frames_U.shape[:2], level, jnp.float32)
+    return model.commit(fed_back, actions_U, cache, noise_level_BU=level_BU)
 
 
 class Sampler:
@@ -121,6 +156,37 @@ class Sampler:
             actions_U,
             rng,
             jnp.asarray(unit_index, jnp.int32),
+        )
+
+    def predict_unit(self, cache, actions_U, rng, unit_index=0):
+        """The frames [b, U, H, W, C] `sample_unit` would draw, without committing them."""
+        return _predict_unit(
+            self._graphdef,
+            self.config,
+            self._state,
+            cache,
+            actions_U,
+            rng,
+            jnp.asarray(unit_index, jnp.int32),
+        )
+
+    def commit_unit(self, cache, frames_U, actions_U, rng, unit_index=0, *, noise_level=None):
+        """The cache with given frames [b, U, H, W, C] (in [-1, 1]) appended as history, e.g. the
+        ground truth (teacher forcing). `noise_level` None: fed back as `sample_unit` feeds its
+        own frames (at the context-noise level); a level t in [0, 1]: noised to t first (1.0:
+        pure noise -- the model is told nothing about these frames but their actions)."""
+        if noise_level is not None and not 0.0 <= noise_level <= 1.0:
+            raise ValueError(f"noise_level must be None or in [0, 1], got {noise_level}")
+        return _commit_unit(
+            self._graphdef,
+            self.config,
+            self._state,
+            cache,
+            jnp.asarray(frames_U),
+            actions_U,
+            rng,
+            jnp.asarray(unit_index, jnp.int32),
+            None if noise_level is None else float(noise_level),
         )
 
     def generate(self, cache, actions, rng, *, timings: bool = False):

@@ -57,11 +57,15 @@ def find_results(arguments: Sequence[str]) -> list[tuple[pathlib.Path, dict]]:
 
 
 def run_name(path: pathlib.Path, result: dict) -> str:
-    """The run's workdir name, with the rollout reset policy where there was one."""
+    """The run's workdir name, with the rollout reset policy and the history mode (teacher
+    forced, blind) where they are not the rollout's defaults."""
     workdir = result.get("workdir")
     name = pathlib.Path(workdir).name if workdir else path.parent.name
     reset = result.get("reset", "never")
-    return name if reset == "never" else f"{name}, reset {reset}"
+    if reset != "never":
+        name = f"{name}, reset {reset}"
+    history = result.get("history", "generated")
+    return name if history == "generated" else f"{name}, {history} history"
 
 
 def _number(x, digits: int = 2) -> str:

@@ -139,6 +139,7 @@ def summarize(
     summary["seed"] = seed
     summary["batch_size"] = scores.options.batch_size
     summary["reset"] = describe_reset(reset_policy_from_flag(scores.options.reset))
+    summary["history"] = scores.options.history
     summary["bootstrap"] = {
         "resamples": resamples,
         "confidence": confidence,

@@ -13,6 +13,17 @@ The unit function is compiled on a throw-away call before the clock starts (its 
 given room for all N frames up front (`WorldModel.reserve`), so their per-frame cost is that of
 the final capacity while their bytes grow with N. Before each unit the reset policy may reset
 some streams (`lssvwm.evaluation.reset`).
+
+What becomes the history of later units (`history`, a memory probe beside the rollout):
+  "generated"  the generated frames (an autoregressive rollout; the default)
+  "truth"      the ground truth `truth_frames` [b, N, H, W, C] (teacher forcing: each unit is
+               predicted from the true past, so errors do not compound)
+  "blind"      pure noise (noise level 1): the model is told the path's actions but nothing of
+               the frames along it, so each generated frame must come from what the model kept
+               of the context -- in its attention window only while the context is still in
+               it, afterwards only in its recurrent (SSM) state. Isolates memory from drift.
+Outside "generated" each unit is predicted without committing it (`Sampler.predict_unit`),
+then the history frames are committed (`Sampler.commit_unit`); the unit's time covers both.
 """
 
 from __future__ import annotations
@@ -31,6 +42,8 @@ from lssvwm.diffusion import Sampler
 from lssvwm.evaluation.reset import NEVER_RESET, ResetPolicy
 from lssvwm.models import cache_nbytes
 from lssvwm.training.metrics import format_duration
+
+HISTORIES = ("generated", "truth", "blind")
 
 
 @dataclasses.dataclass
@@ -90,6 +103,34 @@ def _check_inputs(sampler: Sampler, context_frames, context_actions, actions):
         )
 
 
+def _history_unit_fn(sampler: Sampler, history: str, truth_frames, actions_shape, context_shape):
+    """unit_fn(cache, actions, start, rng, index) -> (frames [b, U, H, W, C], next cache)."""
+    if history not in HISTORIES:
+        raise ValueError(f"unknown history {history!r}; known: {HISTORIES}")
+    if history == "truth":
+        if truth_frames is None:
+            raise ValueError('history="truth" needs the ground-truth frames (truth_frames)')
+        truth_frames = jnp.asarray(truth_frames, jnp.float32)
+        want = (*actions_shape[:2], *context_shape[2:])
+        if truth_frames.shape != want:
+            raise ValueError(f"truth frames have shape {truth_frames.shape}, want {want}")
+    unit = sampler.unit
+
+    def unit_fn(cache, actions, start, rng, index):
+        actions_U = actions[:, start : start + unit]
+        if history == "generated":
+            return sampler.sample_unit(cache, actions_U, rng, index)
+        frames_U = sampler.predict_unit(cache, actions_U, rng, index)
+        if history == "truth":
+            fed = truth_frames[:, start : start + unit]
+            return frames_U, sampler.commit_unit(cache, fed, actions_U, rng, index)
+        # blind: pure noise of the unit's shape (commit_unit draws it at level 1)
+        fed = jnp.zeros_like(frames_U)
+        return frames_U, sampler.commit_unit(cache, fed, actions_U, rng, index, noise_level=1.0)
+
+    return unit_fn
+
+
 def stream_generate(
     sampler: Sampler,
     context_frames,
@@ -99,12 +140,17 @@ def stream_generate(
     *,
     reset_policy: ResetPolicy = NEVER_RESET,
     progress: Callable[[int, float], None] | None = None,
+    history: str = "generated",
+    truth_frames=None,
 ) -> Stream:
     """Prefills `context_frames` [b, n, H, W, C] (in [-1, 1]) with `context_actions` [b, n, ...],
-    then generates one frame per entry of `actions` [b, N, ...] (module docstring)."""
+    then generates one frame per entry of `actions` [b, N, ...], with `history` (and, for
+    "truth", `truth_frames` [b, N, H, W, C] in [-1, 1]) saying what later units see of the
+    earlier ones (module docstring)."""
     context_frames = jnp.asarray(context_frames, jnp.float32)
     context_actions, actions = jnp.asarray(context_actions), jnp.asarray(actions)
     _check_inputs(sampler, context_frames, context_actions, actions)
+    unit_fn = _history_unit_fn(sampler, history, truth_frames, actions.shape, context_frames.shape)
     batch, num_frames, unit = context_frames.shape[0], actions.shape[1], sampler.unit
     model = sampler.model
     rng_prefill, rng_generate = jax.random.split(rng)
@@ -117,7 +163,7 @@ def stream_generate(
     cache = model.reserve(cache, num_frames)  # growing caches only; else unchanged
 
     begin = time.perf_counter()  # compile (and run once) on a result that is thrown away
-    jax.block_until_ready(sampler.sample_unit(cache, actions[:, :unit], rng_generate, 0))
+    jax.block_until_ready(unit_fn(cache, actions, 0, rng_generate, 0))
     compile_seconds = time.perf_counter() - begin
 
     units, seconds, resets = [], [], []
@@ -134,9 +180,7 @@ def stream_generate(
                 cache = model.reset_cache(cache, jnp.asarray(mask), scope=scope)
                 resets.append(start)
         begin = time.perf_counter()
-        frames_U, cache = sampler.sample_unit(
-            cache, actions[:, start : start + unit], rng_generate, index
-        )
+        frames_U, cache = unit_fn(cache, actions, start, rng_generate, index)
         frames_U = np.asarray(frames_U)  # waits for the unit (and brings it to the host)
         jax.block_until_ready(cache)
         per_frame = (time.perf_counter() - begin) / unit

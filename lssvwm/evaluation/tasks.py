@@ -8,7 +8,8 @@ Episodes come from the run's dataset (`lssvwm.data.eval_tasks.iterate_tasks`; th
 for retrieval, `reasoning` for reasoning), in order, in batches of `batch_size` (the last batch
 is padded with copies of its last episode, whose results are dropped, so one compiled unit
 serves every batch). Each batch: the context through the parallel prefill, then the horizon
-unit by unit with the target poses/actions (`stream_generate`); batch i samples with
+unit by unit with the target poses/actions (`stream_generate`; `history` chooses whether later
+frames see the generated ones -- a rollout --, the ground truth, or nothing); batch i samples with
 `fold_in(PRNGKey(seed), i)`, so results depend on (seed, batch_size).
 
 Per generated frame: PSNR and SSIM against the task's ground truth, the same for copying the
@@ -28,7 +29,7 @@ import numpy as np
 from lssvwm.data import eval_tasks
 from lssvwm.evaluation import loading, reset, visibility
 from lssvwm.evaluation.image_metrics import frame_metrics
-from lssvwm.evaluation.streaming import ProgressLine, stream_generate
+from lssvwm.evaluation.streaming import HISTORIES, ProgressLine, stream_generate
 from lssvwm.training.videos import to_uint8
 
 TASK_SPLITS = {"retrieval": "test", "reasoning": "reasoning"}
@@ -50,6 +51,7 @@ class TaskOptions:
     data_dir: str | None = None
     data_overrides: tuple[str, ...] = ()
     reset: str = "never"  # rollout reset policy (lssvwm.evaluation.reset.reset_policy_from_flag)
+    history: str = "generated"  # what later frames see of earlier ones (streaming.HISTORIES)
 
 
 @dataclasses.dataclass
@@ -166,9 +168,12 @@ def score_task(run: loading.LoadedRun, options: TaskOptions, *, log=print) -> Ta
             f"retrieval with discrete actions needs an inverse-action table; {data.dataset!r} "
             "has none (evaluate a pose-conditioned model)"
         )
+    if options.history not in HISTORIES:
+        raise ValueError(f"unknown history {options.history!r}; known: {HISTORIES}")
     log(
         f"{options.task}: {options.num_episodes} episodes of {data.dataset}/{split}, context "
-        f"{context}, horizon {horizon}, batches of {options.batch_size}"
+        f"{context}, horizon {horizon}, batches of {options.batch_size}, history "
+        f"{options.history}"
     )
 
     sampler = run.sampler()
@@ -189,6 +194,7 @@ def score_task(run: loading.LoadedRun, options: TaskOptions, *, log=print) -> Ta
         real = len(batch)
         batch = batch + [batch[-1]] * (options.batch_size - real)  # one shape for every batch
         context_frames = np.stack([t.context["frames"] for t in batch])
+        truth_all = np.stack([t.target["frames"] for t in batch])
         stream = stream_generate(
             sampler,
             context_frames.astype(np.float32) / 127.5 - 1.0,
@@ -197,11 +203,13 @@ def score_task(run: loading.LoadedRun, options: TaskOptions, *, log=print) -> Ta
             jax.random.fold_in(jax.random.PRNGKey(options.seed), index),
             reset_policy=reset_policy,
             progress=functools.partial(_batch_progress, progress, done, real),
+            history=options.history,
+            truth_frames=truth_all.astype(np.float32) / 127.5 - 1.0,
         )
         done += real * horizon
         unit_seconds.extend(stream.per_frame_seconds)
         generated = to_uint8(stream.frames[:real])
-        truth = np.stack([t.target["frames"] for t in batch[:real]])
+        truth = truth_all[:real]
         copy = np.broadcast_to(context_frames[:real, -1:], truth.shape)
         model_scores, copy_scores = frame_metrics(generated, truth), frame_metrics(copy, truth)
         for task in batch[:real]:

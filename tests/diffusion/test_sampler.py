@@ -142,3 +142,33 @@ def test_sampler_with_context_noise_and_bad_inputs():
         sampler.generate(cache, poses[:, :0], jax.random.key(0))
     with pytest.raises(TypeError, match="DiffusionConfig"):
         Sampler(model, {"sampler_steps": 2})
+
+
+def test_predict_and_commit_units_split_sample_unit():
+    """`predict_unit` draws `sample_unit`'s frames without touching the cache; `commit_unit` of
+    those frames is `sample_unit`'s cache; at noise level 1 the frames' content is forgotten."""
+    model = tiny_model()
+    config = DiffusionConfig(sampler_steps=2)
+    video, poses = frames_and_poses(2, 3, seed=4)
+    sampler = Sampler(model, config)
+    rng = jax.random.key(3)
+    cache = sampler.prefill(video[:, :2], poses[:, :2], rng)
+    frames, sampled_cache = sampler.sample_unit(cache, poses[:, 2:], rng, 7)
+    predicted = sampler.predict_unit(cache, poses[:, 2:], rng, 7)
+    np.testing.assert_allclose(predicted, frames, atol=1e-6)
+    committed = sampler.commit_unit(cache, predicted, poses[:, 2:], rng, 7)
+    for got, want in zip(jax.tree.leaves(committed), jax.tree.leaves(sampled_cache), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+    def leaves_gap(a, b):
+        pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+        return max(float(np.abs(x - y).max()) for x, y in pairs)
+
+    clean = [
+        sampler.commit_unit(cache, v, poses[:, 2:], rng, 7) for v in (video[:, 2:], -video[:, 2:])
+    ]
+    noise = [
+        sampler.commit_unit(cache, v, poses[:, 2:], rng, 7, noise_level=1.0)
+        for v in (video[:, 2:], -video[:, 2:])
+    ]
+    assert leaves_gap(*noise) < 1e-2 * leaves_gap(*clean)

@@ -145,7 +145,7 @@ def test_report_files_and_contract(run, retrieval, tmp_path):
             low, high = entry["psnr_ci"]
             assert low <= entry["psnr"] <= high
     assert "skipped" in result["lpips"] and "skipped" in result["fvd"]
-    assert result["reset"] == "never"
+    assert result["reset"] == "never" and result["history"] == "generated"
     assert "note" in result  # fewer than 32 episodes
     assert written["plot"].stat().st_size > 0 and written["video"].stat().st_size > 0
 
@@ -169,6 +169,10 @@ def test_compare_names_the_reset_policy_and_shows_bin_intervals():
         "maze, reset every 32 frames (SSM state only)"
     )
     assert compare.run_name(pathlib.Path("x/y.json"), {"reset": "never"}) == "x"
+    blind = {"workdir": "/runs/maze", "reset": "before generated frame 0", "history": "blind"}
+    assert compare.run_name(pathlib.Path("x/y.json"), blind) == (
+        "maze, reset before generated frame 0, blind history"
+    )
     entry = {"psnr": 12.345, "psnr_ci": [11.0, 13.5], "copy_last_frame_psnr": 10.0}
     assert compare._bin_cell(entry) == "12.35 (11.00–13.50) [10.00]"
 

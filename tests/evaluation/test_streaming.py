@@ -1,5 +1,6 @@
 """Streaming generation: the carried cache of LSSVWM does not grow with the rollout length, the
-full-context control's does; reset policies act where they say.
+full-context control's does; reset policies act where they say; the teacher-forced and blind
+histories equal their parallel-prefill references.
 
 The LSSVWM model is the tiny run's (16x16 frames), the full-context control the same network
 with the `causal_full` mixer; contexts of 24 frames and batch 1, as the end-to-end tests use,
@@ -75,6 +76,14 @@ def test_reset_policy_flags():
     every = reset.ResetEvery(3)
     assert [f for f in range(10) if every(f, 2) is not None] == [3, 6, 9]
     assert reset.reset_policy_from_flag("every:8:ssm") == reset.ResetEvery(8, scope="ssm")
+    at = reset.reset_policy_from_flag("at:0,5:ssm")
+    assert at == reset.ResetAt((0, 5), scope="ssm")
+    assert [f for f in range(10) if at(f, 2) is not None] == [0, 5]
+    assert reset.describe(at) == "before generated frames 0, 5 (SSM state only)"
+    with pytest.raises(ValueError, match="'at:' takes frame numbers"):
+        reset.reset_policy_from_flag("at:first")
+    with pytest.raises(ValueError, match="reset frames must be >= 0"):
+        reset.ResetAt((-1,))
     with pytest.raises(ValueError, match="unknown reset policy"):
         reset.reset_policy_from_flag("sometimes")
     with pytest.raises(ValueError, match="unknown reset scope"):
@@ -105,3 +114,67 @@ def test_reset_scope_forgets_what_it_says_for_flagged_streams_only(scope, models
         assert kv_kept == (scope == "ssm")
     with pytest.raises(ValueError, match="unknown reset scope"):
         model.reset_cache(cache, np.array([False, True]), scope="kv")
+
+
+def _history_stream(model, diffusion_config, history, context, truth, actions):
+    return stream_generate(
+        Sampler(model, diffusion_config),
+        context,
+        actions[:, :CONTEXT],
+        actions[:, CONTEXT:],
+        jax.random.PRNGKey(0),
+        history=history,
+        truth_frames=truth,
+    )
+
+
+def test_history_modes_against_the_parallel_prefill(models, tiny_loaded_run):
+    """Teacher forcing: generated frame j is what the sampler draws after prefilling the context
+    and the first j true frames in one parallel pass. Blind: after the context and j frames of
+    pure noise (what the frames show cannot matter). All modes draw the same first frame."""
+    model, diffusion = models["lssvwm"], tiny_loaded_run.diffusion_config
+    assert diffusion.context_noise == 0.0  # the prefill reference feeds frames clean
+    horizon, size = 4, model.config.image_size
+    context = random_frames((1, CONTEXT, *size, 3), seed=1)
+    truth = random_frames((1, horizon, *size, 3), seed=2)
+    actions = np.arange(CONTEXT + horizon, dtype=np.int32)[None] % 5
+    streams = {
+        h: _history_stream(model, diffusion, h, context, truth, actions)
+        for h in ("generated", "truth", "blind")
+    }
+    sampler = Sampler(model, diffusion)
+    rng_generate = jax.random.split(jax.random.PRNGKey(0))[1]  # as stream_generate splits
+    for j in range(horizon):
+        cache = sampler.prefill(
+            np.concatenate([context, truth[:, :j]], axis=1), actions[:, : CONTEXT + j], rng_generate
+        )
+        want = sampler.predict_unit(
+            cache, actions[:, CONTEXT + j : CONTEXT + j + 1], rng_generate, j
+        )
+        np.testing.assert_allclose(streams["truth"].frames[:, j : j + 1], want, atol=2e-4)
+    for h in ("truth", "blind"):
+        np.testing.assert_allclose(
+            streams[h].frames[:, :1], streams["generated"].frames[:, :1], atol=1e-5
+        )
+        assert np.abs(streams[h].frames[:, 1:] - streams["generated"].frames[:, 1:]).max() > 1e-3
+    # Blind: the history frames' content is replaced by noise, so other truths change nothing.
+    other = _history_stream(model, diffusion, "blind", context, -truth, actions)
+    np.testing.assert_allclose(other.frames, streams["blind"].frames, atol=1e-5)
+    other = _history_stream(model, diffusion, "truth", context, -truth, actions)
+    assert np.abs(other.frames[:, 1:] - streams["truth"].frames[:, 1:]).max() > 1e-3
+
+
+def test_history_mode_errors(models, tiny_loaded_run):
+    model, diffusion = models["lssvwm"], tiny_loaded_run.diffusion_config
+    context = random_frames((1, CONTEXT, *model.config.image_size, 3))
+    actions = np.zeros((1, CONTEXT + 2), np.int32)
+    with pytest.raises(ValueError, match="needs the ground-truth frames"):
+        _history_stream(model, diffusion, "truth", context, None, actions)
+    with pytest.raises(ValueError, match="truth frames have shape"):
+        _history_stream(model, diffusion, "truth", context, context[:, :3], actions)
+    with pytest.raises(ValueError, match="unknown history 'dreamt'"):
+        _history_stream(model, diffusion, "dreamt", context, None, actions)
+    with pytest.raises(ValueError, match="noise_level must be None or in"):
+        Sampler(model, diffusion).commit_unit(
+            None, context[:, :1], actions[:, :1], None, 0, noise_level=2.0
+        )
