@@ -21,7 +21,7 @@ import numpy as np
 from lssvwm.evaluation import statistics
 
 RESULTS = pathlib.Path(__file__).parent / "results"
-COMPARISONS = (  # (name, run A, run B): A minus B
+COMPARISONS = (  # (name, run A, run B[, distance bin]): A minus B
     (
         "within window: LSSVWM - sliding window W=16",
         "within_window/lssvwm",
@@ -31,6 +31,21 @@ COMPARISONS = (  # (name, run A, run B): A minus B
         "within window: LSSVWM - sliding window W=4 (LSSVWM without its SSM)",
         "within_window/lssvwm",
         "within_window/causal_window4",
+    ),
+    *(
+        (
+            f"{history} probe, views last seen {label} frames ago: LSSVWM - {other}",
+            f"memory_probe/{history}/lssvwm",
+            f"memory_probe/{history}/{run}",
+            label,
+        )
+        for history in ("blind", "truth")
+        for label in ("5-16", "17-32")
+        for other, run in (
+            ("SSM zeroed after the context (same weights)", "lssvwm_ssm_zeroed_after_context"),
+            ("sliding window W=16", "causal_window"),
+            ("sliding window W=4", "causal_window4"),
+        )
     ),
     (
         "beyond window: LSSVWM carried - sliding window W=4",
@@ -60,13 +75,45 @@ COMPARISONS = (  # (name, run A, run B): A minus B
 )
 
 
-def paired_difference(a: dict, b: dict, resamples: int = 10_000, seed: int = 0) -> dict:
-    """Mean of A's minus B's per-episode PSNR, with a 95% bootstrap interval over episodes."""
+def paired_difference(
+    a: dict, b: dict, resamples: int = 10_000, seed: int = 0, bin_label: str | None = None
+) -> dict:
+    """Mean of A's minus B's per-episode PSNR, with a 95% bootstrap interval over episodes.
+
+    With `bin_label` (e.g. "17-32"): over the frames of that distance bin only (frames since the
+    view was last seen), pooled over episodes as the evaluator pools them; both runs scored the
+    same frames of the same episodes, so the bin holds the same frames in each.
+    """
     if a["episode_ids"] != b["episode_ids"]:
         raise ValueError("the two runs scored different episodes: no pairing")
-    difference = np.asarray(a["episode_psnr"]) - np.asarray(b["episode_psnr"])
-    mean, low, high = statistics.bootstrap_mean(difference, resamples=resamples, seed=seed)
-    return {"mean_db": mean, "ci95_db": [low, high], "episodes": len(difference)}
+    if bin_label is None:
+        difference = np.asarray(a["episode_psnr"]) - np.asarray(b["episode_psnr"])
+        mean, low, high = statistics.bootstrap_mean(difference, resamples=resamples, seed=seed)
+        return {"mean_db": mean, "ci95_db": [low, high], "episodes": len(difference)}
+    bin_a, bin_b = (_distance_bin(run, bin_label) for run in (a, b))
+    counts = np.asarray(bin_a["episode_num_frames"])
+    if not np.array_equal(counts, bin_b["episode_num_frames"]):
+        raise ValueError(f"bin {bin_label}: the runs' frames differ, no pairing")
+    sums = np.asarray(bin_a["episode_psnr_sum"]) - np.asarray(bin_b["episode_psnr_sum"])
+    mean, low, high = statistics.bootstrap_ratio(
+        sums[:, None], counts[:, None], resamples=resamples, seed=seed
+    )
+    return {
+        "mean_db": float(mean[0]),
+        "ci95_db": [float(low[0]), float(high[0])],
+        "episodes": int((counts > 0).sum()),
+        "frames": int(counts.sum()),
+        "bin": bin_label,
+    }
+
+
+def _distance_bin(result: dict, label: str) -> dict:
+    for entry in result.get("psnr_by_distance", []):
+        if entry["label"] == label:
+            if "episode_psnr_sum" not in entry:
+                raise ValueError(f"bin {label}: no per-episode sums (evaluated before they were)")
+            return entry
+    raise ValueError(f"no distance bin {label!r} in the result")
 
 
 def main() -> None:
@@ -76,14 +123,19 @@ def main() -> None:
     )
     args = parser.parse_args()
     table = {}
-    for name, run_a, run_b in COMPARISONS:
+    for name, run_a, run_b, *bin_label in COMPARISONS:
         paths = [args.results / f"{run}.json" for run in (run_a, run_b)]
         missing = [str(path) for path in paths if not path.exists()]
         if missing:  # e.g. an older results folder without that run
             print(f"{name}: skipped, missing {', '.join(missing)}")
             continue
         a, b = (json.loads(path.read_text()) for path in paths)
-        table[name] = {"a": run_a, "b": run_b, **paired_difference(a, b)}
+        try:
+            difference = paired_difference(a, b, bin_label=bin_label[0] if bin_label else None)
+        except ValueError as error:  # e.g. results written before per-bin sums were stored
+            print(f"{name}: skipped, {error}")
+            continue
+        table[name] = {"a": run_a, "b": run_b, **difference}
         row = table[name]
         print(
             f"{name}: {row['mean_db']:+.3f} dB (95% CI {row['ci95_db'][0]:+.3f} to "

@@ -7,6 +7,11 @@
 #   2. beyond it (context 128, walked back for 127 frames: views last seen up to 256 frames ago)
 #      -- the same LSSVWM with its SSM state carried through the rollout, reset to zero every
 #      32 frames (the training window; the k-frame attention cache stays), or every 64 frames;
+#   2b. memory probes within the window, free of rollout drift (`--history`): "blind" -- every
+#      walked-back frame is generated while the frames before it are fed as pure noise, so a
+#      view can only come from what the model kept of the context (beyond k = 4 frames: LSSVWM's
+#      SSM state; beyond 16: nothing for W = 16) --, and "truth" (teacher forcing); LSSVWM also
+#      with its SSM state zeroed right after the context (same weights, memory removed);
 #   3. the training-time comparison: the trained LSSVWM fine-tuned for FINETUNE_STEPS more steps
 #      on consecutive 32-frame windows of the same episodes (configs/ablation_state.py), either
 #      with the state carried across windows (policy=carried) or reset to zero at every window
@@ -48,6 +53,18 @@ for run in lssvwm causal_window causal_window4; do
 done
 python -m lssvwm.evaluate --compare "${OUT}"/within_window/*.json \
   --output="${OUT}/within_window/compare.md"
+
+for history in blind truth; do
+  for run in lssvwm causal_window causal_window4; do
+    evaluate "${OUT}/memory_probe/${history}/${run}.json" "${RUNS}/maze3d_${run}" \
+      --context=16 --horizon=15 --distance_edges=4,16,32 --history="${history}"
+  done
+  evaluate "${OUT}/memory_probe/${history}/lssvwm_ssm_zeroed_after_context.json" \
+    "${RUNS}/maze3d_lssvwm" --context=16 --horizon=15 --distance_edges=4,16,32 \
+    --history="${history}" --reset=at:0:ssm
+  python -m lssvwm.evaluate --compare "${OUT}/memory_probe/${history}"/*.json \
+    --output="${OUT}/memory_probe/${history}/compare.md"
+done
 
 for policy in never every:32:ssm every:64:ssm; do
   evaluate "${OUT}/beyond_window/lssvwm_reset_${policy//:/_}.json" "${RUNS}/maze3d_lssvwm" \

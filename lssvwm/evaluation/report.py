@@ -9,7 +9,10 @@ JSON keys (ARCHITECTURE.md contract first):
   psnr_by_distance              one entry per bin of "frames since this view was last seen":
                                 label, low, high, num_frames, num_episodes, psnr, psnr_ci, ssim,
                                 ssim_ci, copy_last_frame_psnr, copy_last_frame_psnr_ci (frames of
-                                the bin pooled over episodes; CIs resample episodes)
+                                the bin pooled over episodes; CIs resample episodes), and per
+                                episode the bin's PSNR sum and frame count
+                                (episode_psnr_sum, episode_num_frames: paired comparisons of
+                                two runs on the same episodes, experiments/state_carrying)
   psnr_ci, ssim_ci, copy_last_frame_psnr(_ci), copy_last_frame_ssim(_ci)   and the rest:
   psnr_by_frame, copy_last_frame_psnr_by_frame, ssim_by_frame   mean over episodes per frame j
   episode_psnr                  per-episode mean PSNR (order of episode_ids)
@@ -63,6 +66,8 @@ def _by_distance(scores: TaskScores, edges, resamples, confidence, seed) -> list
             "never_seen": bin_.never_seen,
             "num_frames": int(counts.sum()),
             "num_episodes": int((counts > 0).sum()),
+            "episode_num_frames": [int(c) for c in counts],
+            "episode_psnr_sum": _rounded(np.where(inside, scores.psnr, 0.0).sum(axis=1)),
         }
         for name, values in metrics.items():
             sums = np.where(inside, values, 0.0).sum(axis=1)
