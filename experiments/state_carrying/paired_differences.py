@@ -47,6 +47,12 @@ COMPARISONS = (  # (name, run A, run B[, distance bin]): A minus B
             ("sliding window W=4", "causal_window4"),
         )
     ),
+    (  # the probe's own check: W=16 attends to the context frames of these views, W=4 not
+        "blind probe, views last seen 5-16 frames ago: sliding window W=16 - W=4",
+        "memory_probe/blind/causal_window",
+        "memory_probe/blind/causal_window4",
+        "5-16",
+    ),
     (
         "beyond window: LSSVWM carried - sliding window W=4",
         "beyond_window/lssvwm_reset_never",
