@@ -60,7 +60,10 @@ _RESAMPLES = flags.DEFINE_integer(
 )
 _VIDEO_FORMAT = flags.DEFINE_enum("video_format", "gif", ("auto", "gif", "mp4"), "Video type.")
 _RESET = flags.DEFINE_string(
-    "reset", "never", "Rollout reset policy: 'never', 'every:N' (all state) or 'every:N:ssm'."
+    "reset",
+    "never",
+    "Rollout reset policy: 'never', 'every:N' (all state), 'every:N:ssm' (SSM state only) or "
+    "'at:F1,F2[:ssm]' (before those generated frames; at:0:ssm forgets the context's SSM state).",
 )
 _HISTORY = flags.DEFINE_enum(
     "history",

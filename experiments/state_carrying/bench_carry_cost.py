@@ -4,7 +4,9 @@ The carried default ("clean") runs one extra gradient-free parallel pass over th
 build the next window's state; "noisy" carries the training pass's own final state (no extra
 pass); "plain" is the trainer without a carry. Also state passing and noisy initial states (the
 policy's reset work only). Every policy's jitted train step is timed on the same random batch,
-interleaved per repetition (shared machines are noisy), median seconds per step.
+interleaved per repetition (shared machines are noisy), median seconds per step; beside it the
+compiled step's working memory (XLA's temp buffers beyond inputs and outputs) and the bytes of
+the carried state it keeps between steps.
 
     python -m experiments.state_carrying.bench_carry_cost
     python -m experiments.state_carrying.bench_carry_cost --config configs/quickstart.py \
@@ -73,7 +75,7 @@ def main():
     batch = random_batch(model_config, batch_size, frames)
     step_kwargs = dict(ema_decay=0.99, seed=0, schedule=schedule)
 
-    candidates = {}
+    candidates, temp_bytes, carry_bytes = {}, {}, {}
     for name in args.policies.split(","):
         fields = POLICIES[name]
         state = jax.tree.map(jnp.copy, init_train_state(model, tx))
@@ -84,6 +86,9 @@ def main():
             state_config.check_model(model_config)
             step = make_stateful_train_step(graphdef, diffusion, tx, state_config, **step_kwargs)
             state["carry"] = init_carry(model, batch_size)
+            carry_bytes[name] = sum(x.nbytes for x in jax.tree.leaves(state["carry"]))
+        analysis = step.lower(state, batch).compile().memory_analysis()
+        temp_bytes[name] = None if analysis is None else int(analysis.temp_size_in_bytes)
         holder = {"state": state}
 
         def run(step=step, holder=holder):
@@ -105,6 +110,8 @@ def main():
         "relative_to_plain": (
             {k: round(v / base, 3) for k, v in seconds.items()} if base else None
         ),
+        "compiled_temp_bytes": temp_bytes,
+        "carry_bytes": carry_bytes,
         "environment": environment_record(),
     }
     print(json.dumps(record, indent=2))

@@ -53,6 +53,31 @@ COMPARISONS = (  # (name, run A, run B[, distance bin]): A minus B
         "memory_probe/blind/causal_window4",
         "5-16",
     ),
+    *(
+        (
+            f"memory-heavy fine-tune, blind probe, views last seen {label} frames ago: "
+            f"LSSVWM - {other}",
+            "retrace_finetune_blind/lssvwm",
+            f"retrace_finetune_blind/{run}",
+            label,
+        )
+        for label in ("5-16", "17-32")
+        for other, run in (
+            ("SSM zeroed after the context (same weights)", "lssvwm_ssm_zeroed_after_context"),
+            ("sliding window W=16", "causal_window"),
+            ("sliding window W=4", "causal_window4"),
+        )
+    ),
+    (
+        "beyond window, blind probe: trained carried - zero_reset",
+        "beyond_window_blind/trained_carried",
+        "beyond_window_blind/trained_zero_reset",
+    ),
+    (
+        "beyond window, blind probe: carried - SSM reset every 32 (plain-trained)",
+        "beyond_window_blind/lssvwm_reset_never",
+        "beyond_window_blind/lssvwm_reset_every_32_ssm",
+    ),
     (
         "beyond window: LSSVWM carried - sliding window W=4",
         "beyond_window/lssvwm_reset_never",

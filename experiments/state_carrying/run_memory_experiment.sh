@@ -16,12 +16,15 @@
 #      on consecutive 32-frame windows of the same episodes (configs/ablation_state.py), either
 #      with the state carried across windows (policy=carried) or reset to zero at every window
 #      (policy=zero_reset) -- same start, data, steps and optimizer -- then scored beyond the
-#      window with the state carried through the rollout and with the SSM state reset every 32.
+#      window with the state carried through the rollout and with the SSM state reset every 32,
+#      and with the blind history (as in 2b) -- also the plain-trained LSSVWM's rollout policies;
+#   4. a memory-heavy fine-tune of all three models (below), then the blind probe again.
 #
 #   RUNS=/tmp/lssvwm_runs bash experiments/state_carrying/run_memory_experiment.sh
 #
 # Each step is skipped when its output exists (training resumes by itself), so the script can be
-# re-run after an interruption. ~2.5 h on 2 CPU cores, most of it training.
+# re-run after an interruption. ~3 h on 2 CPU cores, most of it training (RETRACE_STEPS=0 leaves
+# out the memory-heavy fine-tune of part 4).
 set -euo pipefail
 RUNS=${RUNS:-/tmp/lssvwm_runs}
 OUT=${OUT:-experiments/state_carrying/results}
@@ -88,9 +91,43 @@ for policy in carried zero_reset; do
       "${RUNS}/finetune_${policy}" --context=128 --horizon=127 --distance_edges=4,32,64,128 \
       --reset="${reset}"
   done
+  # The same comparison without rollout drift: blind history (pure noise before each frame).
+  evaluate "${OUT}/beyond_window_blind/trained_${policy}.json" "${RUNS}/finetune_${policy}" \
+    --context=128 --horizon=127 --distance_edges=4,32,64,128 --history=blind
 done
 python -m lssvwm.evaluate --compare "${OUT}"/training_policy/*.json \
   --output="${OUT}/training_policy/compare.md"
+for reset in never every:32:ssm; do  # rollout policies of the plain-trained LSSVWM, blind
+  evaluate "${OUT}/beyond_window_blind/lssvwm_reset_${reset//:/_}.json" "${RUNS}/maze3d_lssvwm" \
+    --context=128 --horizon=127 --distance_edges=4,32,64,128 --history=blind --reset="${reset}"
+done
+python -m lssvwm.evaluate --compare "${OUT}"/beyond_window_blind/*.json \
+  --output="${OUT}/beyond_window_blind/compare.md"
+
+# 4. A memory-heavy fine-tune (RETRACE_STEPS, 0 skips it): each of the three models trained
+#    further from its own weights on maze3d episodes that retrace their path more often and in
+#    shorter stretches (retrace_fraction 0.5, 8-16 frames: ~25% of frames, ~3x as many walk-backs
+#    per window), same steps/optimizer for all; then the blind probe within the window.
+RETRACE_STEPS=${RETRACE_STEPS:-600}
+RETRACE_DATA="--config.data.maze3d.retrace_fraction=0.5 --config.data.maze3d.retrace_min=8"
+RETRACE_DATA+=" --config.data.maze3d.retrace_max=16"
+if ((RETRACE_STEPS > 0)); then
+  for run in lssvwm causal_window causal_window4; do
+    # shellcheck disable=SC2086  # RETRACE_DATA is a list of flags
+    python -m lssvwm.train --config="${CONFIGS[${run}]}" --workdir="${RUNS}/retrace_${run}" \
+      --config.training.init_from="${RUNS}/maze3d_${run}" ${RETRACE_DATA} \
+      --config.training.steps="${RETRACE_STEPS}" --config.optimizer.learning_rate=5e-4 \
+      --config.optimizer.warmup_steps=20 --config.training.eval_every=0 \
+      --config.training.sample_every=0
+    evaluate "${OUT}/retrace_finetune_blind/${run}.json" "${RUNS}/retrace_${run}" \
+      --context=16 --horizon=15 --distance_edges=4,16,32 --history=blind
+  done
+  evaluate "${OUT}/retrace_finetune_blind/lssvwm_ssm_zeroed_after_context.json" \
+    "${RUNS}/retrace_lssvwm" --context=16 --horizon=15 --distance_edges=4,16,32 \
+    --history=blind --reset=at:0:ssm
+  python -m lssvwm.evaluate --compare "${OUT}"/retrace_finetune_blind/*.json \
+    --output="${OUT}/retrace_finetune_blind/compare.md"
+fi
 
 # Diagnostic: the same model continuing *forward* (the reasoning split's 8 episodes; 16 context
 # frames, 15 generated) -- how fast does a forward rollout drift, next to the walk back?
