@@ -66,6 +66,10 @@ def test_reset_policy_resets_where_it_says(models, tiny_loaded_run):
     assert carried.resets == [] and cut.resets == [4]
     np.testing.assert_allclose(cut.frames[:, :4], carried.frames[:, :4], atol=1e-5)
     assert np.abs(cut.frames[:, 4:] - carried.frames[:, 4:]).max() > 1e-3
+    # Zeroing the SSM state right after the context changes the very first generated frame.
+    forget = rollout(model, 6, diffusion, reset.ResetAt((0,), scope="ssm"))
+    assert forget.resets == [0]
+    assert np.abs(forget.frames[:, :1] - carried.frames[:, :1]).max() > 1e-3
 
 
 def test_reset_policy_flags():
