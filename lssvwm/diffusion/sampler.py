@@ -146,29 +146,18 @@ class Sampler:
             )
         return _prefill(self._graphdef, self.config, self._state, frames_BTHWC, actions, rng, cache)
 
+    def _unit_args(self, cache, actions_U, rng, unit_index):
+        """The arguments of the jitted unit functions (model graph and config static)."""
+        index = jnp.asarray(unit_index, jnp.int32)
+        return self._graphdef, self.config, self._state, cache, actions_U, rng, index
+
     def sample_unit(self, cache, actions_U, rng, unit_index=0):
         """One unit (jitted): (frames [b, U, H, W, C], cache with them committed)."""
-        return self._unit_fn(
-            self._graphdef,
-            self.config,
-            self._state,
-            cache,
-            actions_U,
-            rng,
-            jnp.asarray(unit_index, jnp.int32),
-        )
+        return self._unit_fn(*self._unit_args(cache, actions_U, rng, unit_index))
 
     def predict_unit(self, cache, actions_U, rng, unit_index=0):
         """The frames [b, U, H, W, C] `sample_unit` would draw, without committing them."""
-        return _predict_unit(
-            self._graphdef,
-            self.config,
-            self._state,
-            cache,
-            actions_U,
-            rng,
-            jnp.asarray(unit_index, jnp.int32),
-        )
+        return _predict_unit(*self._unit_args(cache, actions_U, rng, unit_index))
 
     def commit_unit(self, cache, frames_U, actions_U, rng, unit_index=0, *, noise_level=None):
         """The cache with given frames [b, U, H, W, C] (in [-1, 1]) appended as history, e.g. the
@@ -177,17 +166,12 @@ class Sampler:
         pure noise -- the model is told nothing about these frames but their actions)."""
         if noise_level is not None and not 0.0 <= noise_level <= 1.0:
             raise ValueError(f"noise_level must be None or in [0, 1], got {noise_level}")
-        return _commit_unit(
-            self._graphdef,
-            self.config,
-            self._state,
-            cache,
-            jnp.asarray(frames_U),
-            actions_U,
-            rng,
-            jnp.asarray(unit_index, jnp.int32),
-            None if noise_level is None else float(noise_level),
+        graphdef, config, state, cache, actions_U, rng, index = self._unit_args(
+            cache, actions_U, rng, unit_index
         )
+        level = None if noise_level is None else float(noise_level)
+        frames_U = jnp.asarray(frames_U)
+        return _commit_unit(graphdef, config, state, cache, frames_U, actions_U, rng, index, level)
 
     def generate(self, cache, actions, rng, *, timings: bool = False):
         """N = actions.shape[1] frames after `cache`, one unit per jitted call.

@@ -28,18 +28,22 @@ def models(tiny_loaded_run):
     }
 
 
-def rollout(model, frames, diffusion_config, policy=reset.NEVER_RESET):
-    size = model.config.image_size
-    context = random_frames((1, CONTEXT, *size, 3))
-    actions = np.arange(CONTEXT + frames, dtype=np.int32)[None] % 5
+def stream(model, diffusion_config, context, actions, **options):
+    """`stream_generate` after CONTEXT frames, one frame per action after them, seed 0."""
     return stream_generate(
         Sampler(model, diffusion_config),
         context,
         actions[:, :CONTEXT],
         actions[:, CONTEXT:],
         jax.random.PRNGKey(0),
-        reset_policy=policy,
+        **options,
     )
+
+
+def rollout(model, frames, diffusion_config, policy=reset.NEVER_RESET):
+    context = random_frames((1, CONTEXT, *model.config.image_size, 3))
+    actions = np.arange(CONTEXT + frames, dtype=np.int32)[None] % 5
+    return stream(model, diffusion_config, context, actions, reset_policy=policy)
 
 
 @pytest.mark.parametrize("mixer", ["lssvwm", "causal_full"])
@@ -121,15 +125,7 @@ def test_reset_scope_forgets_what_it_says_for_flagged_streams_only(scope, models
 
 
 def _history_stream(model, diffusion_config, history, context, truth, actions):
-    return stream_generate(
-        Sampler(model, diffusion_config),
-        context,
-        actions[:, :CONTEXT],
-        actions[:, CONTEXT:],
-        jax.random.PRNGKey(0),
-        history=history,
-        truth_frames=truth,
-    )
+    return stream(model, diffusion_config, context, actions, history=history, truth_frames=truth)
 
 
 def test_history_modes_against_the_parallel_prefill(models, tiny_loaded_run):
