@@ -1,6 +1,6 @@
 """Streaming generation: the carried cache of LSSVWM does not grow with the rollout length, the
-full-context control's does; reset policies act where they say; the teacher-forced and blind
-histories equal their parallel-prefill references.
+full-context control's does; reset policies act where they say; the teacher-forced history
+equals its parallel-prefill reference and the blind one ignores what the frames showed.
 
 The LSSVWM model is the tiny run's (16x16 frames), the full-context control the same network
 with the `causal_full` mixer; contexts of 24 frames and batch 1, as the end-to-end tests use,
