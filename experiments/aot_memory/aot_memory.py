@@ -1,0 +1,149 @@
+r"""Ahead-of-time memory check: what one train step of a config needs per device, without the
+hardware (the maxtext train_compile idea, ../shared/design/STYLE.md).
+
+    python -m experiments.aot_memory.aot_memory --config=configs/paper_200m.py --devices=8 \
+        --out=experiments/aot_memory/results_paper_200m.json
+    python -m experiments.aot_memory.aot_memory --config=configs/paper_200m.py:mixer=causal_full \
+        --window=400 --set=model.remat=false
+
+The train step of `lssvwm.train` (same state, shardings and batch layout) is lowered for
+abstract inputs (`jax.ShapeDtypeStruct`, nothing is allocated) and compiled for `--devices`
+CPU devices (fake ones, `--xla_force_host_platform_device_count`) on the config's mesh, e.g.
+FSDP over all of them. XLA's `memory_analysis` of the compiled step is per device: arguments
+(parameters, EMA, optimizer moments, this device's rows of the batch), outputs, temporaries
+(activations kept for the backward pass and scratch) and the aliased bytes (the donated state,
+counted once). The CPU compiler's fusion and scheduling differ from a TPU's or GPU's, so the
+figure is an estimate of the need on an accelerator, not its exact peak; what it tells
+reliably is whether a window length, batch or remat setting is in the right order of magnitude,
+and how the need scales with each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def _force_cpu_devices(count: int) -> None:
+    """Must run before JAX is imported: `count` host (CPU) devices."""
+    if "jax" in sys.modules:
+        raise RuntimeError("set the device count before importing jax")
+    flags = os.environ.get("XLA_FLAGS", "")
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+def compiled_train_step_memory(config, *, window: int | None = None, batch: int | None = None):
+    """(record, compiled step) for `config` (an ml_collections config of `lssvwm.train`)."""
+    import jax
+    import numpy as np
+    from flax import nnx
+
+    from lssvwm.diffusion import DiffusionConfig
+    from lssvwm.models import WorldModel, WorldModelConfig, count_parameters
+    from lssvwm.parallel import Parallel
+    from lssvwm.training.optimizer import make_optimizer
+    from lssvwm.training.train_state import init_train_state, make_train_step, split_model
+
+    model_config = WorldModelConfig.from_mapping(config.model.to_dict())
+    diffusion = DiffusionConfig.from_mapping(config.diffusion)
+    window = int(window or config.training.window_length)
+    batch = int(batch or config.training.batch_size)
+    tx, schedule = make_optimizer(config.optimizer, int(config.training.steps))
+    abstract_model = nnx.eval_shape(lambda: WorldModel(model_config, rngs=nnx.Rngs(0)))
+    graphdef, _, _ = split_model(abstract_model)
+    abstract_state = jax.eval_shape(
+        lambda: init_train_state(WorldModel(model_config, rngs=nnx.Rngs(0)), tx)
+    )
+    parallel = Parallel.from_config(config.get("mesh"))
+    if batch % parallel.batch_parts:
+        raise ValueError(
+            f"batch {batch} does not split {parallel.batch_parts} ways over the batch axes"
+        )
+    shardings = parallel.train_state_shardings(abstract_state, tx)
+    state = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract_state, shardings
+    )
+    h, w = model_config.image_size
+    if model_config.action_mode == "discrete":
+        actions = ((batch, window), np.int32)
+    else:
+        actions = ((batch, window, 3), np.float32)
+    fields = {
+        "frames": ((batch, window, h, w, model_config.channels), np.uint8),
+        "actions": actions,
+    }
+    batch_spec = {
+        name: jax.ShapeDtypeStruct(shape, dtype, sharding=parallel.batch_sharding(len(shape)))
+        for name, (shape, dtype) in fields.items()
+    }
+    step = make_train_step(
+        graphdef,
+        diffusion,
+        tx,
+        ema_decay=float(config.optimizer.ema_decay),
+        seed=0,
+        schedule=schedule,
+    )
+    begin = time.perf_counter()
+    with parallel.activate():
+        compiled = step.lower(state, batch_spec).compile()
+    compile_seconds = time.perf_counter() - begin
+    analysis = compiled.memory_analysis()
+    sizes = {}
+    if analysis is not None:
+        for name in ("argument", "output", "temp", "alias", "generated_code"):
+            sizes[f"{name}_bytes"] = int(getattr(analysis, f"{name}_size_in_bytes"))
+        sizes["peak_estimate_bytes"] = (
+            sizes["argument_bytes"]
+            + sizes["output_bytes"]
+            + sizes["temp_bytes"]
+            - sizes["alias_bytes"]
+        )
+    record = {
+        "mixer": model_config.mixer,
+        "num_params": int(count_parameters(model_config)),
+        "window_frames": window,
+        "global_batch": batch,
+        "tokens_per_frame": model_config.tokens_per_frame,
+        "remat": bool(model_config.remat),
+        "mesh": {k: int(v) for k, v in parallel.mesh.shape.items()},
+        "devices": jax.device_count(),
+        "per_device": sizes,
+        "compile_seconds": round(compile_seconds, 1),
+        "backend": jax.default_backend(),
+    }
+    return record, compiled
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/paper_200m.py")
+    parser.add_argument("--devices", type=int, default=8, help="fake CPU devices for the mesh")
+    parser.add_argument("--window", type=int, default=None, help="frames (default: the config's)")
+    parser.add_argument("--batch", type=int, default=None, help="global batch (default: config's)")
+    parser.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
+    parser.add_argument("--out", default=None, help="write the record as JSON here")
+    args = parser.parse_args(argv)
+    _force_cpu_devices(args.devices)
+    from lssvwm.config_loading import load_config
+
+    overrides = dict(item.split("=", 1) for item in args.set)
+    config = load_config(args.config, overrides=overrides)
+    record, _ = compiled_train_step_memory(config, window=args.window, batch=args.batch)
+    record["config"] = args.config
+    record["overrides"] = overrides
+    gib = {k: round(v / 2**30, 3) for k, v in record["per_device"].items()}
+    print(json.dumps({**record, "per_device_gib": gib}, indent=2))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({**record, "per_device_gib": gib}, f, indent=2)
+            f.write("\n")
+    return record
+
+
+if __name__ == "__main__":
+    main()
