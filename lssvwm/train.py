@@ -228,11 +228,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         state["carry"] = init_carry(model, curriculum.stage_at(carry_step).batch_size)
     del model
     data_state = {"step": 0}
-    shardings = parallel.train_state_shardings(state, tx)
-    state = jax.device_put(state, shardings)
-    abstract_state = jax.tree.map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings
-    )
+    abstract_state = parallel.abstract_train_state(state, tx)
+    state = jax.device_put(state, jax.tree.map(lambda a: a.sharding, abstract_state))
     restored = checkpoints.restore_latest(abstract_state, meta, unchecked=RESUMABLE_WITH_CHANGES)
     if restored is not None:
         state, data_state, _ = restored

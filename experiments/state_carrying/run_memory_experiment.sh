@@ -106,8 +106,8 @@ python -m lssvwm.evaluate --compare "${OUT}"/beyond_window_blind/*.json \
 
 # 4. A memory-heavy fine-tune (RETRACE_STEPS, 0 skips it): each of the three models trained
 #    further from its own weights on maze3d episodes that retrace their path more often and in
-#    shorter stretches (retrace_fraction 0.5, 8-16 frames: ~25% of frames, ~3x as many walk-backs
-#    per window), same steps/optimizer for all; then the blind probe within the window.
+#    shorter stretches (retrace_fraction 0.5, 8-16 frames: 5.8 retraces per episode instead of
+#    2.7, twice the windows with a walk back), same steps/optimizer for all; then the blind probe.
 RETRACE_STEPS=${RETRACE_STEPS:-600}
 RETRACE_DATA="--config.data.maze3d.retrace_fraction=0.5 --config.data.maze3d.retrace_min=8"
 RETRACE_DATA+=" --config.data.maze3d.retrace_max=16"

@@ -27,7 +27,7 @@ from lssvwm.models import WorldModel, WorldModelConfig, count_parameters
 from lssvwm.nn.embed import ACTION_FIELDS
 from lssvwm.training.checkpointing import Checkpoints
 from lssvwm.training.optimizer import make_optimizer
-from lssvwm.training.train_state import init_train_state, split_model
+from lssvwm.training.train_state import initial_state_shapes
 
 WEIGHTS = ("ema", "params")
 
@@ -121,12 +121,8 @@ def load_run(
         elif step not in steps:
             raise ValueError(f"no checkpoint of step {step} in {directory}; steps: {steps}")
         tx, _ = make_optimizer(config.optimizer, int(config.training.steps))
-        # The train state's structure without computing it (eager initialisers would compile
-        # one op per parameter shape): the restore target, and the graph to merge into.
-        abstract_model = nnx.eval_shape(lambda: WorldModel(model_config, rngs=nnx.Rngs(0)))
-        abstract = jax.eval_shape(
-            lambda: init_train_state(WorldModel(model_config, rngs=nnx.Rngs(0)), tx)
-        )
+        # The restore target and the graph to merge into, from shapes only.
+        graphdef, abstract = initial_state_shapes(model_config, tx)
         # Only the weights: a state-carrying run's checkpoint also holds its training carry.
         state, _, saved_meta = checkpoints.restore_weights(
             {key: abstract[key] for key in ("params", "rest", "ema")}, {}, step=step
@@ -135,7 +131,6 @@ def load_run(
         _check_meta(saved_meta or {}, expected, directory / str(step))
     finally:
         checkpoints.close()
-    graphdef, _, _ = split_model(abstract_model)
     chosen = jax.tree.map(jax.numpy.asarray, state[weights])
     model = nnx.merge(graphdef, chosen, state["rest"])
     return LoadedRun(

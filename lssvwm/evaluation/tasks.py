@@ -194,7 +194,8 @@ def score_task(run: loading.LoadedRun, options: TaskOptions, *, log=print) -> Ta
         real = len(batch)
         batch = batch + [batch[-1]] * (options.batch_size - real)  # one shape for every batch
         context_frames = np.stack([t.context["frames"] for t in batch])
-        truth_all = np.stack([t.target["frames"] for t in batch])
+        truth_all = np.stack([t.target["frames"] for t in batch])  # uint8 [b, M, H, W, C]
+        teacher = truth_all.astype(np.float32) / 127.5 - 1.0 if options.history == "truth" else None
         stream = stream_generate(
             sampler,
             context_frames.astype(np.float32) / 127.5 - 1.0,
@@ -204,7 +205,7 @@ def score_task(run: loading.LoadedRun, options: TaskOptions, *, log=print) -> Ta
             reset_policy=reset_policy,
             progress=functools.partial(_batch_progress, progress, done, real),
             history=options.history,
-            truth_frames=truth_all.astype(np.float32) / 127.5 - 1.0,
+            truth_frames=teacher,
         )
         done += real * horizon
         unit_seconds.extend(stream.per_frame_seconds)

@@ -153,6 +153,14 @@ class Parallel:
                 shardings[key] = jax.tree.map(lambda _: self._named(P()), value)
         return shardings
 
+    def abstract_train_state(self, state: Mapping[str, Any], tx: optax.GradientTransformation):
+        """`state` (arrays or shapes) as `jax.ShapeDtypeStruct`s carrying their shardings: the
+        target of a checkpoint restore, or the input of an ahead-of-time compile."""
+        shardings = self.train_state_shardings(state, tx)
+        return jax.tree.map(
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings
+        )
+
     def batch_sharding(self, ndim: int) -> NamedSharding:
         """Leading (batch) axis split by the `batch` rule, the rest replicated."""
         return self._named(P(self._batch_axes, *([None] * (ndim - 1))))
