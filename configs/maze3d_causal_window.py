@@ -1,9 +1,12 @@
-r"""configs/maze3d_lssvwm.py with the `causal_window` mixer (everything else equal).
+r"""configs/maze3d_lssvwm.py with the `causal_window` mixer: attention over the last W frames.
+
+Nine layers to match LSSVWM's parameter count (FAMILY there); everything else equal.
 
 python -m lssvwm.train --config=configs/maze3d_causal_window.py --workdir=/tmp/maze3d_causal_window
 
 `:window=W` sets the attention window (default 16 frames). `:window=4` is LSSVWM's own attention
-window, so that control differs from LSSVWM only by the SSM branch: what the SSM's memory adds.
+window: LSSVWM without its SSM branch, at matched parameters (`--config.model.depth=6`: at
+matched layers instead, as the runs of experiments/state_carrying).
 """
 
 from configs import common, maze3d_lssvwm

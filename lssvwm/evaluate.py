@@ -17,8 +17,10 @@ frame) and OUT_best_worst.gif. `--data=maze3d.test_episodes=32` evaluates on mor
 episodes of the same generator than the run's dataset has (built on first use).
 
 `--history` says what each generated frame sees of the ones before it: `generated` (the
-rollout), `truth` (teacher forcing) or `blind` (pure noise: the model must recall the views
-from the context alone, in its attention window or its SSM state -- memory without drift).
+rollout), `truth` (teacher forcing), `blind` (pure noise: the model must recall the views
+from the context alone, in its attention window, its SSM state or its spatial store -- memory
+without drift) or `oracle_depth` (RGB-D models: the rollout with the true depth channel fed
+back, so a spatial memory is written with exact geometry).
 
 `--compare` takes result JSONs or directories holding them and writes one markdown table and
 one plot (`lssvwm.evaluation.compare`).
@@ -62,7 +64,8 @@ _VIDEO_FORMAT = flags.DEFINE_enum("video_format", "gif", ("auto", "gif", "mp4"),
 _RESET = flags.DEFINE_string(
     "reset",
     "never",
-    "Rollout reset policy: 'never', 'every:N' (all state), 'every:N:ssm' (SSM state only) or "
+    "Rollout reset policy: 'never', 'every:N' (all state), 'every:N:ssm' (long-term memory only: "
+    "SSM state or spatial store) or "
     "'at:F1,F2[:ssm]' (before those generated frames; at:0:ssm forgets the context's SSM state).",
 )
 _HISTORY = flags.DEFINE_enum(
@@ -70,7 +73,8 @@ _HISTORY = flags.DEFINE_enum(
     "generated",
     HISTORIES,
     "What later frames see of earlier ones: the generated frames (a rollout), the ground truth "
-    "(teacher forcing), or nothing but noise ('blind': a memory probe without drift).",
+    "(teacher forcing), nothing but noise ('blind': a memory probe without drift), or the "
+    "generated frames with the true depth ('oracle_depth', RGB-D models).",
 )
 _COMPARE = flags.DEFINE_bool("compare", False, "Compare result files/dirs given as arguments.")
 

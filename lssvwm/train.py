@@ -45,7 +45,7 @@ from ml_collections import config_flags
 
 from lssvwm.data import pipeline, sources
 from lssvwm.diffusion import DiffusionConfig
-from lssvwm.models import WorldModel, WorldModelConfig, count_parameters
+from lssvwm.models import WorldModel, WorldModelConfig, count_parameters, inputs
 from lssvwm.nn.embed import ACTION_FIELDS
 from lssvwm.parallel import Parallel
 from lssvwm.training import evaluation, videos
@@ -83,9 +83,12 @@ def peak_memory_bytes() -> int:
 STREAM_FIELDS = ("episode_start", "episode_id", "start_frame")
 
 
-def model_batch(raw: dict, action_field: str, stream_fields: tuple[str, ...] = ()) -> dict:
-    """The fields the train step reads: uint8 frames, the model's actions (and stream fields)."""
-    batch = {"frames": raw["frames"], "actions": raw[action_field]}
+def model_batch(raw: dict, model_config, stream_fields: tuple[str, ...] = ()) -> dict:
+    """The fields the train step reads: uint8 frames (and float depth for RGB-D models), the
+    model's actions (`lssvwm.models.inputs`) and stream fields."""
+    batch = {"frames": raw["frames"], "actions": inputs.model_actions(raw, model_config)}
+    if model_config.channels == inputs.RGB + 1:
+        batch["depth"] = raw["depth"]
     batch.update({name: raw[name] for name in stream_fields if name in raw})
     return batch
 
@@ -174,7 +177,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     diffusion_config = DiffusionConfig.from_mapping(config.diffusion)
     if model_config.action_mode not in ACTION_FIELDS:
         raise ValueError(f"no data field for action_mode {model_config.action_mode!r}")
-    action_field = ACTION_FIELDS[model_config.action_mode]
     num_params = count_parameters(model_config)
     logging.info("model: %s mixer, %s parameters", model_config.mixer, f"{num_params:,}")
     curriculum = Curriculum.from_config(
@@ -195,7 +197,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     # Data (built into config.data.data_dir on first use; a no-op once built).
     # ---------------------------------------------------------------------------------------
     begin = time.perf_counter()
-    fields = tuple(dict.fromkeys(("frames", action_field)))
+    fields = inputs.episode_fields(model_config)
+    stored = sources.stored_fields(config.data)  # before building or compiling anything
+    inputs.check_fields_present(model_config, stored, f"dataset {config.data.dataset!r}")
     train_source = sources.open_split(config.data, config.data.train_split, fields)
     eval_source = sources.open_split(config.data, config.data.eval_split, fields)
     logging.info("data ready in %.1fs: %s", time.perf_counter() - begin, train_source)
@@ -249,7 +253,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             int(eval_section.num_windows),
             seed=int(eval_section.seed),
         ),
-        action_field,
+        model_config,
     )
     eval_kwargs = dict(
         context_frames=int(eval_section.context_frames),
@@ -289,7 +293,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 raw = next(windows)
                 if state_config.carry:
                     check_windows_within_episodes(raw)
-                batch = parallel.place_batch(model_batch(raw, action_field, stream_fields))
+                batch = parallel.place_batch(model_batch(raw, model_config, stream_fields))
                 with parallel.activate():
                     state, metrics = train_step(state, batch)
                 step += 1
@@ -339,7 +343,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                         state,
                         diffusion_config,
                         eval_source,
-                        action_field,
                         workdir,
                         step,
                     )
@@ -369,7 +372,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         writer.close()
         return json.loads(final_path.read_text())
     figures = evaluation.evaluate(graphdef, state, heldout, diffusion_config, **eval_kwargs)
-    _sample(config, graphdef, state, diffusion_config, eval_source, action_field, workdir, step)
+    _sample(config, graphdef, state, diffusion_config, eval_source, workdir, step)
     results = {
         "step": step,
         **figures,
@@ -391,7 +394,7 @@ def _summary(figures: dict) -> str:
     return "  ".join(f"{k} {figures[k]:.4f}" for k in keys)
 
 
-def _sample(config, graphdef, state, diffusion_config, eval_source, action_field, workdir, step):
+def _sample(config, graphdef, state, diffusion_config, eval_source, workdir, step):
     """Writes samples/step_<step>.gif (EMA weights) when `sample.num_windows` > 0."""
     section = config.sample
     if int(section.num_windows) <= 0:
@@ -403,8 +406,7 @@ def _sample(config, graphdef, state, diffusion_config, eval_source, action_field
     path = videos.write_sample_video(
         model_from_state(graphdef, state, ema=True),
         diffusion_config.replace(sampler_steps=int(section.sampler_steps)),
-        raw["frames"],
-        raw[action_field],
+        raw,
         int(section.context_frames),
         workdir / "samples" / f"step_{step}.gif",
         jax.random.PRNGKey(int(section.seed)),

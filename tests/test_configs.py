@@ -1,11 +1,13 @@
-"""Every config file builds; config-argument parsing and overrides fail loudly on typos."""
+"""Every config file builds; the maze3d family is parameter-matched and differs only in the mixer;
+config-argument parsing and overrides fail loudly on typos."""
 
+import functools
 import pathlib
 
 import ml_collections
 import pytest
 
-from configs import common
+from configs import common, maze3d_lssvwm
 from lssvwm.config_loading import apply_override, load_config
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
@@ -78,3 +80,68 @@ def test_load_config_errors_and_overrides(tmp_path):
     (tmp_path / "empty.py").write_text("x = 1\n")
     with pytest.raises(AttributeError, match="get_config"):
         load_config(str(tmp_path / "empty.py"))
+
+
+# ---- the maze3d family: one base, only the sequence mixer (and its own fields) differs ---------
+
+MAZE3D = CONFIG_DIR / "maze3d_lssvwm.py"
+# Model fields a family member may set differently from LSSVWM (everything else must be equal).
+MIXER_FIELDS = ("model.mixer", "model.depth", "model.block_sizes", "model.attention_window")
+MIXER_FIELD_PREFIXES = ("model.memory_", "model.depth_")
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+@functools.cache
+def maze3d_parameters(name: str) -> int:
+    from lssvwm.models import WorldModelConfig, count_parameters
+
+    model = load_config(f"{MAZE3D}:mixer={name}").model.to_dict()
+    return count_parameters(WorldModelConfig.from_mapping(model))
+
+
+@pytest.mark.parametrize("name", list(maze3d_lssvwm.FAMILY))
+def test_maze3d_family_member_builds_with_its_own_file_and_matches_parameters(name):
+    config = load_config(f"{MAZE3D}:mixer={name}")
+    assert config.model.mixer == maze3d_lssvwm.FAMILY[name]["mixer"]
+    own_file = CONFIG_DIR / f"maze3d_{name}.py"
+    assert own_file.is_file(), f"no thin config file {own_file.name} for family member {name}"
+    assert load_config(str(own_file)).to_dict() == config.to_dict()
+    count, reference = maze3d_parameters(name), maze3d_parameters("lssvwm")
+    assert abs(count - reference) <= 0.05 * reference, (
+        f"maze3d {name}: {count:,} parameters vs LSSVWM's {reference:,} "
+        f"({count / reference - 1:+.1%}; the family is matched within 5%)"
+    )
+
+
+@pytest.mark.parametrize("name", [n for n in maze3d_lssvwm.FAMILY if n != "lssvwm"])
+def test_maze3d_family_member_differs_from_lssvwm_only_in_mixer_fields(name):
+    reference = flatten(load_config(str(MAZE3D)).to_dict())
+    config = flatten(load_config(f"{MAZE3D}:mixer={name}").to_dict())
+    differing = {k for k in reference.keys() | config.keys() if reference.get(k) != config.get(k)}
+    unexpected = sorted(
+        k for k in differing if k not in MIXER_FIELDS and not k.startswith(MIXER_FIELD_PREFIXES)
+    )
+    assert not unexpected, (
+        f"maze3d {name} differs from LSSVWM outside its mixer fields: "
+        + ", ".join(f"{k}: {reference.get(k)!r} vs {config.get(k)!r}" for k in unexpected)
+    )
+    assert "model.mixer" in differing or "model.block_sizes" in differing
+
+
+def test_maze3d_family_windows_and_window_override():
+    assert load_config(f"{MAZE3D}:mixer=lssvwm").model.attention_window == 4
+    assert load_config(f"{MAZE3D}:mixer=lssvwm_1x1").model.block_sizes == ((1, 1),)
+    window = CONFIG_DIR / "maze3d_causal_window.py"
+    assert load_config(str(window)).model.attention_window == maze3d_lssvwm.CONTROL_WINDOW == 16
+    assert load_config(f"{window}:window=4").model.attention_window == 4
+    with pytest.raises(ValueError, match="unknown maze3d experiment"):
+        maze3d_lssvwm.get_config("mixer=mamba3")

@@ -7,7 +7,9 @@ For every mixer of a network config (default configs/network_cpu.py) this report
     cache bytes after each context: flat for the SSM models, growing for full-context attention.
 Timings are medians of jitted calls, interleaved across mixers and calls per repetition (shared
 machines are noisy). Cache bytes are those right after the prefill; a growing (full-context)
-cache then reserves room for the stepped frame before the jitted step.
+cache then reserves room for the stepped frame before the jitted step. Inputs are random episode
+fields (experiments/benchmarking.py) made into each mixer's inputs by `lssvwm.models.inputs`:
+RGB-D frames and the camera packed into the actions for `spatial_memory`.
 
     python -m experiments.bench_network.bench_network
     python -m experiments.bench_network.bench_network --contexts 8,128 --reps 5 \
@@ -24,26 +26,32 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from experiments.benchmarking import environment_record, interleaved_medians
+from experiments.benchmarking import (
+    environment_record,
+    interleaved_medians,
+    random_episode_fields,
+)
 from lssvwm.config_loading import load_config
 from lssvwm.models import (
     MIXERS,
     WorldModel,
     WorldModelConfig,
     depth_for_parameter_budget,
+    inputs,
     parameter_report,
 )
 
 
 def random_inputs(config: WorldModelConfig, batch: int, frames: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    video = rng.standard_normal((batch, frames, *config.image_size, config.channels))
-    noise = rng.uniform(size=(batch, frames))
-    if config.action_mode == "discrete":
-        actions = jnp.asarray(rng.integers(0, config.num_actions, (batch, frames)), jnp.int32)
-    else:
-        actions = jnp.asarray(rng.uniform(0, config.pose_scale, (batch, frames, 3)), jnp.float32)
-    return jnp.asarray(video, jnp.float32), jnp.asarray(noise, jnp.float32), actions
+    """(frames, noise levels, actions) of random episode fields, as the model takes them: RGB-D
+    frames and the camera packed into the actions for the spatial-memory mixer."""
+    fields = random_episode_fields(config, batch, frames, seed)
+    noise = np.random.default_rng(seed).uniform(size=(batch, frames))
+    return (
+        jnp.asarray(inputs.model_frames(fields, config), jnp.float32),
+        jnp.asarray(noise, jnp.float32),
+        jnp.asarray(inputs.model_actions(fields, config)),
+    )
 
 
 def prepare_mixer(config: WorldModelConfig, batch: int, contexts, row: dict) -> dict:

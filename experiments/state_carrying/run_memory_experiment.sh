@@ -39,8 +39,10 @@ declare -A CONFIGS=(
   [causal_window]=configs/maze3d_causal_window.py
   [causal_window4]=configs/maze3d_causal_window.py:window=4
 )
+# --config.model.depth=6: the committed results predate parameter matching (controls now 9 layers).
 for run in lssvwm causal_window causal_window4; do
-  python -m lssvwm.train --config="${CONFIGS[${run}]}" --workdir="${RUNS}/maze3d_${run}"
+  python -m lssvwm.train --config="${CONFIGS[${run}]}" --workdir="${RUNS}/maze3d_${run}" \
+    --config.model.depth=6
 done
 
 evaluate() {  # evaluate OUTPUT.json WORKDIR FLAGS...
@@ -113,9 +115,10 @@ RETRACE_DATA="--config.data.maze3d.retrace_fraction=0.5 --config.data.maze3d.ret
 RETRACE_DATA+=" --config.data.maze3d.retrace_max=16"
 if ((RETRACE_STEPS > 0)); then
   for run in lssvwm causal_window causal_window4; do
+    # --config.model.depth=6: the committed results predate parameter matching (as above).
     # shellcheck disable=SC2086  # RETRACE_DATA is a list of flags
     python -m lssvwm.train --config="${CONFIGS[${run}]}" --workdir="${RUNS}/retrace_${run}" \
-      --config.training.init_from="${RUNS}/maze3d_${run}" ${RETRACE_DATA} \
+      --config.model.depth=6 --config.training.init_from="${RUNS}/maze3d_${run}" ${RETRACE_DATA} \
       --config.training.steps="${RETRACE_STEPS}" --config.optimizer.learning_rate=5e-4 \
       --config.optimizer.warmup_steps=20 --config.training.eval_every=0 \
       --config.training.sample_every=0

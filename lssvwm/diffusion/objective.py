@@ -3,8 +3,10 @@
     loss, metrics = diffusion_forcing_loss(model_fn, batch, rng, config)
 
 `model_fn(noisy_frames_BTHWC, noise_level_BT, actions)` is the parallel pass (a `WorldModel`
-or any callable with that signature), `batch` holds `frames` (float in [-1, 1],
-[b, t, H, W, C]) and `actions` (whatever the model takes: int [b, t] or poses [b, t, 3]).
+or any callable with that signature; one whose `reads_clean_frames` is true also gets
+`clean_frames=` and `rng=` keywords: the spatial memory stores the clean window), `batch`
+holds `frames` (float in [-1, 1], [b, t, H, W, C]) and `actions` (whatever the model takes:
+int [b, t] or poses [b, t, 3]).
 Pure and jit-able: a trainer calls it inside its jitted step, e.g.
 
     grad_fn = nnx.value_and_grad(
@@ -29,6 +31,7 @@ from lssvwm.diffusion.schedules import NoiseSchedule
 from lssvwm.diffusion.targets import per_frame, training_target
 
 ModelFn = Callable[[jax.Array, jax.Array, Any], jax.Array]
+MEMORY_STREAM = 0x6D656D  # fold_in tag of the model's own training randomness (memory dropout)
 
 # Noise-level bins of the per-bin loss metrics (low / mid / high noise).
 LEVEL_BINS = (("low", 0.0, 1 / 3), ("mid", 1 / 3, 2 / 3), ("high", 2 / 3, 1.0 + 1e-6))
@@ -148,7 +151,11 @@ def diffusion_forcing_loss(
     if chunk is None:
         chunk = getattr(model_fn, "unit", 1)
     inputs = draw_training_inputs(rng, batch["frames"], config, chunk=chunk)
-    prediction = model_fn(inputs.noisy, inputs.noise_level, batch["actions"])
+    extra = {}
+    if getattr(model_fn, "reads_clean_frames", False):
+        # A memory of the clean window (the spatial memory), with its own training noise draw.
+        extra = {"clean_frames": batch["frames"], "rng": jax.random.fold_in(rng, MEMORY_STREAM)}
+    prediction = model_fn(inputs.noisy, inputs.noise_level, batch["actions"], **extra)
     loss, metrics = masked_frame_loss(
         prediction, inputs.target, inputs.loss_mask, inputs.noise_level
     )

@@ -10,7 +10,8 @@ given `poses`/`actions` array. Generation is `lssvwm.evaluation.streaming.stream
 
   rollout.json   frames, per_frame_seconds [N], cache_bytes (the carried state at the end),
                  peak_memory_bytes, model (mixer, variant), checkpoint_step, and beside them:
-                 cache_bytes_after_prefill, compile/prefill seconds, per-frame-time medians
+                 cache_bytes_after_prefill, store_bytes (spatial memory), compile/prefill
+                 seconds, per-frame-time medians
                  near frames 10, 100, 1000, ..., the path, the reset policy and -- where ground
                  truth exists -- PSNR per frame against it and for copying the last context frame
   rollout.mp4|gif  generated frames beside the truth (grey where there is none)
@@ -31,6 +32,8 @@ from lssvwm.evaluation import loading, paths, video
 from lssvwm.evaluation.image_metrics import frame_metrics
 from lssvwm.evaluation.reset import NEVER_RESET, ResetPolicy, describe
 from lssvwm.evaluation.streaming import ProgressLine, stream_generate
+from lssvwm.models import inputs
+from lssvwm.nn.embed import ACTION_FIELDS
 from lssvwm.training.videos import to_uint8
 
 
@@ -126,6 +129,37 @@ def _conditioning(run, options: RolloutOptions, episode: dict):
     return plan.context_index, plan.actions, plan.target_index, description
 
 
+def _frames_of(episode: dict, index) -> dict:
+    """The episode's per-frame fields at `index` (intrinsics as they are)."""
+    return {
+        name: value if name == "intrinsics" else value[index] for name, value in episode.items()
+    }
+
+
+def _with_cameras(run, data, episode: dict, conditioning, truth_index) -> np.ndarray:
+    """The actions of a model that needs geometry: the conditioning with the cameras of the
+    frames to generate packed after it (`lssvwm.models.inputs`). Along an episode path the
+    cameras are the episode's own; for given poses, maze3d's camera follows from the pose."""
+    fields = {ACTION_FIELDS[run.model_config.action_mode]: np.asarray(conditioning)}
+    fields["intrinsics"] = episode["intrinsics"]
+    if truth_index is not None:
+        fields["camera_to_world"] = episode["camera_to_world"][truth_index]
+    elif data.dataset == "maze3d" and run.model_config.action_mode != "discrete":
+        from lssvwm.data import maze_render
+
+        eye_height = float(data.maze3d.eye_height)
+        fields["camera_to_world"] = maze_render.camera_to_world(
+            np.asarray(conditioning), eye_height
+        )
+    else:
+        raise ValueError(
+            f"the {run.model_config.mixer} model needs a camera per generated frame: given "
+            f"--poses become cameras on maze3d only (dataset {data.dataset!r}, "
+            f"{run.model_config.action_mode} conditioning)"
+        )
+    return inputs.model_actions(fields, run.model_config)
+
+
 def run_rollout(run: loading.LoadedRun, options: RolloutOptions, *, log=print) -> dict:
     """Generates the rollout, writes rollout.json and the video; returns the record."""
     started = time.perf_counter()
@@ -133,8 +167,11 @@ def run_rollout(run: loading.LoadedRun, options: RolloutOptions, *, log=print) -
     output_dir.mkdir(parents=True, exist_ok=True)
     data = loading.data_config(run, data_dir=options.data_dir, overrides=options.data_overrides)
     split = options.split or data.get("eval_split", "test")
-    fields = tuple(dict.fromkeys(("frames", run.action_field, "actions", "position")))
-    source, _ = loading.open_episodes(data, split, fields)
+    fields = tuple(
+        dict.fromkeys(("frames", "actions", "position", *inputs.episode_fields(run.model_config)))
+    )
+    source, present = loading.open_episodes(data, split, fields)
+    inputs.check_fields_present(run.model_config, present, f"split {split!r} of {data.dataset}")
     if not 0 <= options.episode < source.index.num_episodes:
         raise ValueError(
             f"--episode={options.episode} is out of range: split {split!r} has "
@@ -152,8 +189,11 @@ def run_rollout(run: loading.LoadedRun, options: RolloutOptions, *, log=print) -
             f"of the model's unit of {unit} frames"
         )
 
-    context_frames = episode["frames"][context_index].astype(np.float32) / 127.5 - 1.0
-    context_actions = episode[run.action_field][context_index]
+    context_fields = _frames_of(episode, context_index)
+    context_frames = inputs.model_frames(context_fields, run.model_config)
+    context_actions = inputs.model_actions(context_fields, run.model_config)
+    if inputs.needs_geometry(run.model_config):
+        actions = _with_cameras(run, data, episode, actions, truth_index)
     log(
         f"rollout: {run.model_config.mixer} step {run.step}, {len(context_index)} context frames "
         f"of {split} episode {options.episode}, {frames} frames along the {path_description}"
@@ -167,7 +207,7 @@ def run_rollout(run: loading.LoadedRun, options: RolloutOptions, *, log=print) -
         reset_policy=options.reset_policy,
         progress=ProgressLine(frames, log=log),
     )
-    generated = to_uint8(stream.frames[0])  # [N, H, W, C]
+    generated = to_uint8(inputs.rgb_of(stream.frames[0]))  # [N, H, W, 3]
 
     record = {
         "frames": int(frames),
@@ -181,6 +221,8 @@ def run_rollout(run: loading.LoadedRun, options: RolloutOptions, *, log=print) -
         "weights": run.weights,
         "sampler_steps": run.diffusion_config.sampler_steps,
         "cache_bytes_after_prefill": int(stream.cache_bytes_after_prefill),
+        # the spatial-memory store's share of cache_bytes (None: the model has no store)
+        "store_bytes": None if stream.cache.memory is None else int(stream.cache.memory.nbytes),
         "per_frame_seconds_near": seconds_near(stream.per_frame_seconds),
         "per_frame_seconds_median": float(np.median(stream.per_frame_seconds)),
         "compile_seconds": stream.compile_seconds,

@@ -21,7 +21,11 @@ What becomes the history of later units (`history`, a memory probe beside the ro
   "blind"      pure noise (noise level 1): the model is told the path's actions but nothing of
                the frames along it, so each generated frame must come from what the model kept
                of the context -- in its attention window only while the context is still in
-               it, afterwards only in its recurrent (SSM) state. Isolates memory from drift.
+               it, afterwards only in its recurrent (SSM) state or spatial store (which does
+               not store frames fed as noise). Isolates memory from drift.
+  "oracle_depth"  RGB-D models: the generated frames with the true depth channel of
+               `truth_frames` (for analysis: a spatial memory written with exact geometry
+               instead of the depth the model predicted itself)
 Outside "generated" each unit is predicted without committing it (`Sampler.predict_unit`),
 then the history frames are committed (`Sampler.commit_unit`); the unit's time covers both.
 """
@@ -43,7 +47,8 @@ from lssvwm.evaluation.reset import NEVER_RESET, ResetPolicy
 from lssvwm.models import cache_nbytes
 from lssvwm.training.metrics import format_duration
 
-HISTORIES = ("generated", "truth", "blind")
+HISTORIES = ("generated", "truth", "blind", "oracle_depth")
+_NEEDS_TRUTH = ("truth", "oracle_depth")
 
 
 @dataclasses.dataclass
@@ -107,9 +112,14 @@ def _history_unit_fn(sampler: Sampler, history: str, truth_frames, actions_shape
     """unit_fn(cache, actions, start, rng, index) -> (frames [b, U, H, W, C], next cache)."""
     if history not in HISTORIES:
         raise ValueError(f"unknown history {history!r}; known: {HISTORIES}")
-    if history == "truth":
+    if history == "oracle_depth" and context_shape[-1] != 4:
+        raise ValueError(
+            f'history="oracle_depth" needs an RGB-D model, this one has {context_shape[-1]} '
+            "channels"
+        )
+    if history in _NEEDS_TRUTH:
         if truth_frames is None:
-            raise ValueError('history="truth" needs the ground-truth frames (truth_frames)')
+            raise ValueError(f"history={history!r} needs the ground-truth frames (truth_frames)")
         truth_frames = jnp.asarray(truth_frames, jnp.float32)
         want = (*actions_shape[:2], *context_shape[2:])
         if truth_frames.shape != want:
@@ -123,6 +133,10 @@ def _history_unit_fn(sampler: Sampler, history: str, truth_frames, actions_shape
         frames_U = sampler.predict_unit(cache, actions_U, rng, index)
         if history == "truth":
             fed = truth_frames[:, start : start + unit]
+            return frames_U, sampler.commit_unit(cache, fed, actions_U, rng, index)
+        if history == "oracle_depth":
+            true_depth = truth_frames[:, start : start + unit, ..., 3:]
+            fed = jnp.concatenate([frames_U[..., :3], true_depth], axis=-1)
             return frames_U, sampler.commit_unit(cache, fed, actions_U, rng, index)
         # blind: pure noise of the unit's shape (commit_unit draws it at level 1)
         fed = jnp.zeros_like(frames_U)
@@ -145,8 +159,8 @@ def stream_generate(
 ) -> Stream:
     """Prefills `context_frames` [b, n, H, W, C] (in [-1, 1]) with `context_actions` [b, n, ...],
     then generates one frame per entry of `actions` [b, N, ...], with `history` (and, for
-    "truth", `truth_frames` [b, N, H, W, C] in [-1, 1]) saying what later units see of the
-    earlier ones (module docstring)."""
+    "truth" and "oracle_depth", `truth_frames` [b, N, H, W, C] in [-1, 1]) saying what later
+    units see of the earlier ones (module docstring)."""
     context_frames = jnp.asarray(context_frames, jnp.float32)
     context_actions, actions = jnp.asarray(context_actions), jnp.asarray(actions)
     _check_inputs(sampler, context_frames, context_actions, actions)

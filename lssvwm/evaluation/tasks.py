@@ -30,6 +30,7 @@ from lssvwm.data import eval_tasks
 from lssvwm.evaluation import loading, reset, visibility
 from lssvwm.evaluation.image_metrics import frame_metrics
 from lssvwm.evaluation.streaming import HISTORIES, ProgressLine, stream_generate
+from lssvwm.models import inputs
 from lssvwm.training.videos import to_uint8
 
 TASK_SPLITS = {"retrieval": "test", "reasoning": "reasoning"}
@@ -125,6 +126,12 @@ def _distances(
     return None, "unavailable (the dataset stores no depth and camera poses)"
 
 
+def _stack_fields(fields_list) -> dict[str, np.ndarray]:
+    """Per-episode field dicts -> one dict of [b, ...] arrays (the fields all of them hold)."""
+    names = set.intersection(*(set(f) for f in fields_list))
+    return {name: np.stack([f[name] for f in fields_list]) for name in sorted(names)}
+
+
 def _batch_progress(progress, done_before: int, episodes: int, frames: int, seconds: float):
     """A batch's unit progress as frames of all episodes (`episodes` real streams); a later
     batch's start (frames = 0) must not restart the clock."""
@@ -160,8 +167,7 @@ def score_task(run: loading.LoadedRun, options: TaskOptions, *, log=print) -> Ta
             f"unit of {unit} frames"
         )
     field = run.action_field
-    if field not in present:
-        raise ValueError(f"the dataset stores no {field!r} field for this model's conditioning")
+    inputs.check_fields_present(run.model_config, present, f"split {split!r} of {data.dataset}")
     inverse = loading.inverse_action_table(data.dataset)
     if options.task == "retrieval" and field == "actions" and inverse is None:
         raise ValueError(
@@ -193,14 +199,18 @@ def score_task(run: loading.LoadedRun, options: TaskOptions, *, log=print) -> Ta
     for index, batch in enumerate(_batched(tasks, options.batch_size)):
         real = len(batch)
         batch = batch + [batch[-1]] * (options.batch_size - real)  # one shape for every batch
-        context_frames = np.stack([t.context["frames"] for t in batch])
-        truth_all = np.stack([t.target["frames"] for t in batch])  # uint8 [b, M, H, W, C]
-        teacher = truth_all.astype(np.float32) / 127.5 - 1.0 if options.history == "truth" else None
+        context_fields = _stack_fields([t.context for t in batch])
+        target_fields = _stack_fields([t.target for t in batch])
+        context_frames = context_fields["frames"]
+        truth_all = target_fields["frames"]  # uint8 [b, M, H, W, 3]
+        teacher = None
+        if options.history in ("truth", "oracle_depth"):
+            teacher = inputs.model_frames(target_fields, run.model_config)
         stream = stream_generate(
             sampler,
-            context_frames.astype(np.float32) / 127.5 - 1.0,
-            np.stack([t.context[field] for t in batch]),
-            np.stack([t.target[field] for t in batch]),
+            inputs.model_frames(context_fields, run.model_config),
+            inputs.model_actions(context_fields, run.model_config),
+            inputs.model_actions(target_fields, run.model_config),
             jax.random.fold_in(jax.random.PRNGKey(options.seed), index),
             reset_policy=reset_policy,
             progress=functools.partial(_batch_progress, progress, done, real),
@@ -209,7 +219,7 @@ def score_task(run: loading.LoadedRun, options: TaskOptions, *, log=print) -> Ta
         )
         done += real * horizon
         unit_seconds.extend(stream.per_frame_seconds)
-        generated = to_uint8(stream.frames[:real])
+        generated = to_uint8(inputs.rgb_of(stream.frames[:real]))
         truth = truth_all[:real]
         copy = np.broadcast_to(context_frames[:real, -1:], truth.shape)
         model_scores, copy_scores = frame_metrics(generated, truth), frame_metrics(copy, truth)

@@ -11,6 +11,9 @@ Mixers (one DiT block, different sequence mixers; see lssvwm/nn/dit.py):
   mamba2         one full-frame Mamba-2 scan, no attention (paper's Mamba2)
   causal_window  attention over the last W = attention_window frames, no SSM
   causal_full    attention over all previous frames, no SSM (quadratic reference)
+  spatial_memory frame-local attention (k frames) + a geometric memory: the clean frames' patch
+                 features stored with world positions (depth + camera pose) and projected with a
+                 z-buffer into each new camera (lssvwm/nn/spatial_memory.py; RGB-D frames)
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from lssvwm.nn.attention import FrameWindow
 from lssvwm.nn.blockwise import resolve_block_size
 from lssvwm.nn.embed import ACTION_MODES
 
-MIXERS = ("lssvwm", "mamba2_fla", "mamba2", "causal_window", "causal_full")
+MIXERS = ("lssvwm", "mamba2_fla", "mamba2", "causal_window", "causal_full", "spatial_memory")
 _SSM_MIXERS = ("lssvwm", "mamba2_fla", "mamba2")
-_ATTENTION_MIXERS = ("lssvwm", "mamba2_fla", "causal_window", "causal_full")
+_ATTENTION_MIXERS = ("lssvwm", "mamba2_fla", "causal_window", "causal_full", "spatial_memory")
+MEMORY_LAYERS = ("input", "all")  # where projected memory enters: before block 1, or every block
+DEPTH_POOLS = ("min", "center")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 FULL_FRAME = "full"
 
@@ -54,7 +59,7 @@ class WorldModelConfig:
     """
 
     image_size: tuple[int, int] = (32, 32)
-    channels: int = 3
+    channels: int = 3  # RGB; the spatial_memory mixer generates RGB-D (4, set from 3)
     out_channels: int | None = None  # None: same as channels
     patch_size: int = 4
     width: int = 128
@@ -82,6 +87,17 @@ class WorldModelConfig:
     dtype: str = "float32"
     param_dtype: str = "float32"
     remat: bool = False
+    # ---- spatial_memory only (lssvwm/nn/spatial_memory.py) ----
+    memory_store: str = "ring"  # "ring" (last memory_frames frames) or "voxel" (hashed slots)
+    memory_frames: int = 64  # ring: frames kept (beyond the k frames attention sees)
+    memory_slots: int = 1024  # voxel: slots (bounded by the scene, not by time)
+    memory_voxel_size: float = 0.5  # voxel: edge in world units (metres)
+    memory_layers: str = "input"  # MEMORY_LAYERS
+    memory_dropout: float = 0.1  # training: fraction of frames that see no memory at all
+    memory_entry_dropout: float = 0.1  # training: fraction of entries dropped per window
+    memory_feature_noise: float = 0.0  # training: std of Gaussian noise on stored features
+    depth_near: float = 0.25  # RGB-D depth channel = disparity depth_near / depth in [-1, 1]
+    depth_pool: str = "min"  # depth to the token grid: DEPTH_POOLS (never bilinear)
 
     # ---- construction -------------------------------------------------------------------------
 
@@ -123,6 +139,10 @@ class WorldModelConfig:
     @property
     def uses_attention(self) -> bool:
         return self.mixer in _ATTENTION_MIXERS
+
+    @property
+    def uses_spatial_memory(self) -> bool:
+        return self.mixer == "spatial_memory"
 
     @property
     def window(self) -> FrameWindow | None:
@@ -206,3 +226,35 @@ class WorldModelConfig:
             for layer in range(len(self.block_sizes)):
                 self.layer_block_size(layer)  # raises for sizes that do not tile the grid
         self.window  # noqa: B018 -- validates window, chunk and max_frames
+        if self.uses_spatial_memory:
+            self._check_spatial_memory()
+
+    def _check_spatial_memory(self):
+        if self.channels == 3:  # RGB data: the spatial memory adds its depth channel itself
+            object.__setattr__(self, "channels", 4)
+        if self.channels != 4:
+            raise ValueError(
+                "mixer 'spatial_memory' generates RGB-D frames: model.channels must be 4 "
+                f"(RGB + depth; 3 is taken as RGB and extended), got {self.channels}"
+            )
+        if self.attention_chunk not in (None, 1):
+            raise ValueError("mixer 'spatial_memory' needs the exact sliding window (no chunk)")
+        if self.memory_store not in ("ring", "voxel"):
+            raise ValueError(f"memory_store must be 'ring' or 'voxel', got {self.memory_store!r}")
+        if self.memory_layers not in MEMORY_LAYERS:
+            raise ValueError(
+                f"memory_layers must be one of {MEMORY_LAYERS}, got {self.memory_layers!r}"
+            )
+        if self.depth_pool not in DEPTH_POOLS:
+            raise ValueError(f"depth_pool must be one of {DEPTH_POOLS}, got {self.depth_pool!r}")
+        for name in ("memory_frames", "memory_slots"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("memory_dropout", "memory_entry_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.memory_feature_noise < 0:
+            raise ValueError(f"memory_feature_noise must be >= 0, got {self.memory_feature_noise}")
+        for name in ("memory_voxel_size", "depth_near"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")

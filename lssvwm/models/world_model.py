@@ -37,8 +37,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lssvwm.models.config import WorldModelConfig
+from lssvwm.models.inputs import split_camera, unpack_conditioning
+from lssvwm.models.spatial_memory import SpatialMemoryReader
 from lssvwm.nn.dit import DiTBlock, LayerCache
 from lssvwm.nn.embed import MOTION_MODES, FrameConditioning, PatchEmbed, Unpatchify
+from lssvwm.nn.spatial_memory import SpatialStore, store_reset
 
 
 @nnx.remat
@@ -47,7 +50,9 @@ def _remat_block(block: DiTBlock, x, cond, layer_cache):
     return block(x, cond, layer_cache)
 
 
-RESET_SCOPES = ("all", "ssm")  # WorldModel.reset_cache: what a reset forgets
+# WorldModel.reset_cache: what a reset forgets. "ssm" is the long-term memory only: SSM and conv
+# states, and the spatial-memory store; the k-frame attention cache stays.
+RESET_SCOPES = ("all", "ssm")
 
 
 class StreamCache(NamedTuple):
@@ -57,11 +62,13 @@ class StreamCache(NamedTuple):
       attention keys/values of the last frames).
     last_pose: [b, 3] the latest committed pose, motion action modes only (else None).
     has_last_pose: bool [b], whether `last_pose` holds a pose of the current episode.
+    memory: the spatial-memory store (`spatial_memory` mixer only, else None).
     """
 
     layers: tuple[LayerCache, ...]
     last_pose: jax.Array | None = None
     has_last_pose: jax.Array | None = None
+    memory: SpatialStore | None = None
 
     @property
     def nbytes(self) -> int:
@@ -130,6 +137,7 @@ class WorldModel(nnx.Module):
             ]
         )
         self.final = Unpatchify(config.width, config.patch_size, config.output_channels, **kw)
+        self.memory = SpatialMemoryReader(config, **kw) if config.uses_spatial_memory else None
 
     # ---- cache --------------------------------------------------------------------------------
 
@@ -141,9 +149,12 @@ class WorldModel(nnx.Module):
     def init_cache(self, batch: int) -> StreamCache:
         """The empty cache of `batch` streams (nothing seen yet)."""
         layers = tuple(block.init_cache(batch) for block in self.blocks)
+        memory = None if self.memory is None else self.memory.init_store(batch)
         if self.config.action_mode not in MOTION_MODES:
-            return StreamCache(layers)
-        return StreamCache(layers, jnp.zeros((batch, 3), jnp.float32), jnp.zeros((batch,), bool))
+            return StreamCache(layers, memory=memory)
+        return StreamCache(
+            layers, jnp.zeros((batch, 3), jnp.float32), jnp.zeros((batch,), bool), memory
+        )
 
     def reserve(self, cache: StreamCache, frames: int) -> StreamCache:
         """Growing (full-causal) caches: room for `frames` more frames. Eager only (not in jit)."""
@@ -159,9 +170,10 @@ class WorldModel(nnx.Module):
         self, cache: StreamCache, mask_B: jax.Array, *, scope: str = "all"
     ) -> StreamCache:
         """Forgets, for the streams where `mask_B [b]` is true, everything (`scope="all"`: a new
-        episode) or only the SSM and conv states (`scope="ssm"`: the attention cache of the last
-        k frames and the last pose stay, as when a model trained on windows that each start from
-        the zero state is run past its window)."""
+        episode) or only the long-term memory, the SSM and conv states or the spatial store
+        (`scope="ssm"`: the attention cache of the last k frames and the last pose stay, as when
+        a model trained on windows that each start from the zero state is run past its
+        window)."""
         if scope not in RESET_SCOPES:
             raise ValueError(f"unknown reset scope {scope!r}; known: {RESET_SCOPES}")
         mask_B = jnp.asarray(mask_B, bool)
@@ -178,10 +190,11 @@ class WorldModel(nnx.Module):
             if kv is not None and scope == "all":
                 kv = kv.reset(mask_B)
             layers.append(LayerCache(ssm, kv))
+        memory = None if cache.memory is None else store_reset(cache.memory, mask_B)
         if scope == "ssm":
-            return cache._replace(layers=tuple(layers))
+            return cache._replace(layers=tuple(layers), memory=memory)
         has_last_pose = None if cache.has_last_pose is None else cache.has_last_pose & ~mask_B
-        return cache._replace(layers=tuple(layers), has_last_pose=has_last_pose)
+        return cache._replace(layers=tuple(layers), has_last_pose=has_last_pose, memory=memory)
 
     # ---- passes -------------------------------------------------------------------------------
 
@@ -198,17 +211,39 @@ class WorldModel(nnx.Module):
                 f"got {noise_level.shape}"
             )
 
-    def _run(self, frames, noise_level, actions, cache: StreamCache | None, streaming: bool):
+    def _run(
+        self,
+        frames,
+        noise_level,
+        actions,
+        cache: StreamCache | None,
+        streaming: bool,
+        clean_frames=None,
+        rng=None,
+    ):
         previous_pose = None if cache is None else cache.last_pose
         has_previous = None if cache is None else cache.has_last_pose
+        camera = None
+        if self.memory is not None:
+            conditioning, *camera = split_camera(actions)
+            actions = unpack_conditioning(conditioning, self.config)
         cond = self.conditioning(
             noise_level, actions, previous_pose_B3=previous_pose, has_previous_B=has_previous
         )
         x = self.embed(frames)
         cond = cond.astype(x.dtype)
+        memory_tokens, store = None, None
+        if self.memory is not None:
+            memory_tokens, store = self._read_memory(
+                frames, noise_level, camera, cache, streaming, clean_frames, rng
+            )
         layer_caches = [None] * len(self.blocks) if cache is None else cache.layers
         new_layers = []
-        for block, layer_cache in zip(self.blocks, layer_caches, strict=True):
+        for index, (block, layer_cache) in enumerate(zip(self.blocks, layer_caches, strict=True)):
+            if memory_tokens is not None:
+                injected = self.memory.injection(index, memory_tokens)
+                if injected is not None:
+                    x = x + injected.astype(x.dtype)
             if streaming:
                 x, layer_cache = block.step(x, cond, layer_cache)
             elif self.config.remat:
@@ -217,7 +252,7 @@ class WorldModel(nnx.Module):
                 x, layer_cache = block(x, cond, layer_cache)
             new_layers.append(layer_cache)
         prediction = self.final(x, cond).astype(jnp.float32)
-        new_cache = StreamCache(tuple(new_layers))
+        new_cache = StreamCache(tuple(new_layers), memory=store)
         if self.config.action_mode in MOTION_MODES:
             b = frames.shape[0]
             new_cache = new_cache._replace(
@@ -225,19 +260,57 @@ class WorldModel(nnx.Module):
             )
         return prediction, new_cache
 
-    def __call__(self, frames_BTHWC, noise_level_BT, actions) -> jax.Array:
-        """Parallel pass from an empty history: prediction [b, t, H, W, C_out] (float32)."""
+    def _read_memory(self, frames, noise_level, camera, cache, streaming, clean_frames, rng):
+        """(memory tokens [b, t, hp, wp, d], store after these frames) of the spatial memory."""
+        store = None if cache is None else cache.memory
+        remembered = frames if clean_frames is None else clean_frames
+        features = self.embed.features(remembered)
+        if streaming:
+            return self.memory.read_step(features, remembered, noise_level, camera, store)
+        return self.memory.read_parallel(
+            features,
+            remembered,
+            noise_level,
+            camera,
+            store,
+            clean=clean_frames is not None,
+            rng=rng,
+        )
+
+    @property
+    def reads_clean_frames(self) -> bool:
+        """Whether a training pass should hand the clean frames (`clean_frames=`) and an rng to
+        the model: the spatial memory stores the clean frames of the window, not the noisy ones."""
+        return self.memory is not None
+
+    def __call__(
+        self, frames_BTHWC, noise_level_BT, actions, *, clean_frames=None, rng=None
+    ) -> jax.Array:
+        """Parallel pass from an empty history: prediction [b, t, H, W, C_out] (float32).
+
+        Spatial memory only: `clean_frames` [b, t, H, W, C] are the frames to remember (training:
+        the clean window; None: the input frames at low noise levels), `rng` switches on the
+        memory dropout and feature noise of training."""
         self._check(frames_BTHWC, noise_level_BT, "WorldModel")
-        prediction, _ = self._run(frames_BTHWC, noise_level_BT, actions, None, streaming=False)
+        prediction, _ = self._run(
+            frames_BTHWC, noise_level_BT, actions, None, False, clean_frames, rng
+        )
         return prediction
 
     def prefill(
-        self, frames_BTHWC, noise_level_BT, actions, cache: StreamCache | None = None
+        self,
+        frames_BTHWC,
+        noise_level_BT,
+        actions,
+        cache: StreamCache | None = None,
+        *,
+        clean_frames=None,
+        rng=None,
     ) -> tuple[jax.Array, StreamCache]:
         """Parallel pass after the frames summarised by `cache` (None: empty); returns the
-        prediction and the cache after the last frame."""
+        prediction and the cache after the last frame (`clean_frames`, `rng`: `__call__`)."""
         self._check(frames_BTHWC, noise_level_BT, "prefill")
-        return self._run(frames_BTHWC, noise_level_BT, actions, cache, streaming=False)
+        return self._run(frames_BTHWC, noise_level_BT, actions, cache, False, clean_frames, rng)
 
     def step(
         self, frames_BUHWC, noise_level_BU, actions, cache: StreamCache

@@ -154,11 +154,16 @@ class PatchEmbed(nnx.Module):
             raise ValueError(
                 f"frames must be [b, t, {', '.join(map(str, expected))}], got {frames_BTHWC.shape}"
             )
-        tokens = self.proj(patchify(frames_BTHWC, self.patch_size))
+        tokens = self.features(frames_BTHWC)
         # A fixed function of the grid (not a parameter): a compile-time constant under jit.
         pos_embed = sincos_2d(*self.grid_hw, self.width)
         tokens = tokens + jnp.asarray(pos_embed, tokens.dtype)
         return constrain(tokens, TOKEN_NAMES)
+
+    def features(self, frames_BTHWC: jax.Array) -> jax.Array:
+        """The patches' linear embedding [b, t, hp, wp, d] without the position embedding (what a
+        spatial memory stores: a token's content, not the grid cell it was seen in)."""
+        return self.proj(patchify(frames_BTHWC, self.patch_size))
 
 
 def layer_norm(x: jax.Array, eps: float = 1e-6) -> jax.Array:

@@ -39,7 +39,7 @@ from lssvwm.diffusion import (
     per_frame,
     x0_and_eps,
 )
-from lssvwm.training.train_state import frames_to_model_range
+from lssvwm.models.inputs import model_frames, rgb_of
 
 
 def psnr_01(prediction, target) -> jax.Array:
@@ -64,13 +64,13 @@ def heldout_losses(
     levels,
     weights,
     rest,
-    frames_uint8,
+    x0,
     actions,
     rng,
 ):
-    """Per-window fixed-level losses with true and with shuffled actions: dict of [n] arrays."""
+    """Per-window fixed-level losses with true and with shuffled actions: dict of [n] arrays
+    (`x0`: model frames in [-1, 1])."""
     model = nnx.merge(graphdef, weights, rest)
-    x0 = frames_to_model_range(frames_uint8)
     n, t = x0.shape[:2]
     noisy_BT = jnp.broadcast_to(jnp.arange(t) >= context_frames, (n, t))
     variants = {"": actions, "_shuffled": shuffle_actions(actions)}
@@ -89,25 +89,22 @@ def heldout_losses(
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def teacher_forced_next_frame(
-    graphdef, config: DiffusionConfig, weights, rest, frames_uint8, actions, rng
-):
-    """PSNR [n] of the one-step x0 estimate of the last frame from pure noise (true context),
-    with true and shuffled actions, and of copying the previous frame."""
+def teacher_forced_next_frame(graphdef, config: DiffusionConfig, weights, rest, x0, actions, rng):
+    """PSNR [n] (RGB) of the one-step x0 estimate of the last frame from pure noise (true
+    context), with true and shuffled actions, and of copying the previous frame."""
     model = nnx.merge(graphdef, weights, rest)
-    x0 = frames_to_model_range(frames_uint8)
     n, t = x0.shape[:2]
     level_BT = jnp.zeros((n, t), jnp.float32).at[:, -1].set(1.0)
     inputs = noise_frames(rng, x0, level_BT, config)
     alpha, sigma = NoiseSchedule.from_config(config).alpha_sigma(level_BT[:, -1:])
-    truth = (x0[:, -1] + 1.0) / 2.0
-    out = {"copy_last_frame_psnr": psnr_01((x0[:, -2] + 1.0) / 2.0, truth)}
+    truth = (rgb_of(x0[:, -1]) + 1.0) / 2.0
+    out = {"copy_last_frame_psnr": psnr_01((rgb_of(x0[:, -2]) + 1.0) / 2.0, truth)}
     for name, acts in (("", actions), ("_shuffled_actions", shuffle_actions(actions))):
         prediction = model(inputs.noisy, inputs.noise_level, acts)[:, -1:]
         estimate, _ = x0_and_eps(
             prediction, inputs.noisy[:, -1:], per_frame(alpha), per_frame(sigma), config.target
         )
-        estimate = (jnp.clip(estimate[:, 0], -1.0, 1.0) + 1.0) / 2.0
+        estimate = (jnp.clip(rgb_of(estimate[:, 0]), -1.0, 1.0) + 1.0) / 2.0
         out[f"tf_next_frame_psnr{name}"] = psnr_01(estimate, truth)
     return out
 
@@ -142,9 +139,11 @@ def evaluate(
     levels = tuple(float(x) for x in noise_levels)
     weights = state["ema"] if use_ema else state["params"]
     rng = jax.random.PRNGKey(seed)
+    model_config = nnx.merge(graphdef, weights, state["rest"]).config
     collected: dict[str, list[np.ndarray]] = {}
     for index, batch in enumerate(_batches(heldout, batch_size)):
         batch_rng = jax.random.fold_in(rng, index)
+        x0 = model_frames(batch, model_config)
         losses = heldout_losses(
             graphdef,
             diffusion_config,
@@ -152,7 +151,7 @@ def evaluate(
             levels,
             weights,
             state["rest"],
-            batch["frames"],
+            x0,
             batch["actions"],
             batch_rng,
         )
@@ -161,7 +160,7 @@ def evaluate(
             diffusion_config,
             weights,
             state["rest"],
-            batch["frames"],
+            x0,
             batch["actions"],
             jax.random.fold_in(batch_rng, 1 << 20),
         )

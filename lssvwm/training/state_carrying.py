@@ -48,12 +48,12 @@ import optax
 from flax import nnx
 
 from lssvwm.diffusion import DiffusionConfig, NoiseSchedule, diffusion_forcing_loss
+from lssvwm.models.inputs import model_frames
 from lssvwm.training.state_policies import FIELDS as POLICY_FIELDS
 from lssvwm.training.state_policies import ResetPolicy
 from lssvwm.training.train_state import (
     TrainState,
     apply_gradients,
-    frames_to_model_range,
     jit_counting_traces,
 )
 
@@ -233,7 +233,8 @@ def make_stateful_train_step(
         rng_reset, rng_initial, rng_clean = jax.random.split(
             jax.random.fold_in(rng, _POLICY_STREAM), 3
         )
-        frames = frames_to_model_range(batch["frames"])
+        model = nnx.merge(graphdef, state["params"], state["rest"])
+        frames = model_frames(batch, model.config)
         actions = batch["actions"]
         window_length = frames.shape[1]
         carry = state["carry"]
@@ -242,7 +243,6 @@ def make_stateful_train_step(
                 f"the carry has {carry_batch_size(carry)} slots but the batch "
                 f"{frames.shape[0]}: call fit_carry when the batch size changes"
             )
-        model = nnx.merge(graphdef, state["params"], state["rest"])
         reset_B, breaks = slot_resets(state_config, carry, batch, window_length, rng_reset)
         initial = jax.lax.stop_gradient(
             policy.initial_state(model, carry["cache"], reset_B, rng_initial)
@@ -252,9 +252,13 @@ def make_stateful_train_step(
             model = nnx.merge(graphdef, params, state["rest"])
             final = {}
 
-            def model_fn(noisy, level, actions):
-                prediction, final["cache"] = model.prefill(noisy, level, actions, initial)
+            def model_fn(noisy, level, actions, **memory_inputs):
+                prediction, final["cache"] = model.prefill(
+                    noisy, level, actions, initial, **memory_inputs
+                )
                 return prediction
+
+            model_fn.reads_clean_frames = model.reads_clean_frames
 
             loss, metrics = diffusion_forcing_loss(
                 model_fn,

@@ -11,7 +11,8 @@ nnx.Param, ...)`): `params` are trained, `rest` holds any non-parameter variable
 checkpointing (one pytree) and donation (every buffer is an argument) simple.
 
 `batch` is host data: `frames` uint8 [b, t, H, W, C] (scaled to [-1, 1] inside the step, so the
-host sends a quarter of the bytes) and `actions` (int [b, t] or poses [b, t, 3]). The step's
+host sends a quarter of the bytes), `depth` float32 [b, t, H, W] for RGB-D models, and
+`actions` (what `lssvwm.models.inputs.model_actions` makes of the episode fields). The step's
 noise draw is `fold_in(PRNGKey(seed), step)`: a pure function of the step, so a resumed run
 draws exactly what an uninterrupted one would.
 """
@@ -28,6 +29,7 @@ from flax import nnx
 
 from lssvwm.diffusion import DiffusionConfig, diffusion_forcing_loss
 from lssvwm.models import WorldModel
+from lssvwm.models.inputs import model_frames, uint8_to_model_range
 from lssvwm.training.ema import ema_decay_at, ema_update
 
 TrainState = dict[str, Any]
@@ -68,7 +70,7 @@ def model_from_state(graphdef, state: Mapping[str, Any], *, ema: bool = False) -
 
 def frames_to_model_range(frames_uint8: jax.Array) -> jax.Array:
     """uint8 [0, 255] -> float32 [-1, 1] (the range the diffusion targets assume)."""
-    return frames_uint8.astype(jnp.float32) * (2.0 / 255.0) - 1.0
+    return uint8_to_model_range(frames_uint8)
 
 
 def tree_norm(tree) -> jax.Array:
@@ -94,10 +96,8 @@ def make_train_step(
     def train_step(state: TrainState, batch: Mapping[str, jax.Array]):
         step = state["step"]
         rng = jax.random.fold_in(base_rng, step)
-        model_batch = {
-            "frames": frames_to_model_range(batch["frames"]),
-            "actions": batch["actions"],
-        }
+        model_config = nnx.merge(graphdef, state["params"], state["rest"]).config
+        model_batch = {"frames": model_frames(batch, model_config), "actions": batch["actions"]}
 
         def loss_fn(params):
             model = nnx.merge(graphdef, params, state["rest"])

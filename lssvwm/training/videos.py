@@ -1,7 +1,9 @@
 """Sample videos: the model's autoregressive continuation of held-out windows beside the truth.
 
-    path = write_sample_video(model, diffusion_config, frames_uint8, actions, context_frames,
-                              path, rng)
+    path = write_sample_video(model, diffusion_config, windows, context_frames, path, rng)
+
+`windows` holds the episode fields of b held-out windows ([b, t, ...]: frames, the conditioning
+field, and depth/poses for the spatial-memory model; `lssvwm.models.inputs` makes the inputs).
 
 The first `context_frames` frames prefill the sampler's cache; the rest are generated unit by
 unit (`lssvwm.diffusion.Sampler`, DDIM) with the true actions. Each GIF frame shows, per window
@@ -18,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from lssvwm.diffusion import DiffusionConfig, Sampler
+from lssvwm.models.inputs import model_actions, model_frames, rgb_of
 
 
 def to_uint8(frames) -> np.ndarray:
@@ -51,22 +54,25 @@ def write_gif(movie_THWC: np.ndarray, path: str | pathlib.Path, fps: float = 8.0
 def write_sample_video(
     model,
     diffusion_config: DiffusionConfig,
-    frames_uint8: np.ndarray,
-    actions: np.ndarray,
+    windows: dict,
     context_frames: int,
     path: str | pathlib.Path,
     rng: jax.Array,
     *,
     scale: int = 4,
 ) -> pathlib.Path:
-    """Generates frames after the context and writes the side-by-side GIF (module docstring)."""
+    """Generates frames after the context of `windows` (episode fields [b, t, ...]) and writes
+    the side-by-side GIF of the RGB channels (module docstring)."""
+    frames_uint8 = windows["frames"]
+    actions = model_actions(windows, model.config)
     t = frames_uint8.shape[1]
     if not 0 < context_frames < t:
         raise ValueError(f"sample context_frames must be in [1, {t - 1}], got {context_frames}")
     sampler = Sampler(model, diffusion_config)
-    context = frames_uint8[:, :context_frames].astype(np.float32) / 127.5 - 1.0
+    context = model_frames(windows, model.config)[:, :context_frames]
     rng_prefill, rng_generate = jax.random.split(rng)
     cache = sampler.prefill(context, actions[:, :context_frames], rng_prefill)
     generated, _ = sampler.generate(cache, actions[:, context_frames:], rng_generate)
-    movie_frames = np.concatenate([frames_uint8[:, :context_frames], to_uint8(generated)], axis=1)
+    generated = rgb_of(to_uint8(generated))
+    movie_frames = np.concatenate([frames_uint8[:, :context_frames], generated], axis=1)
     return write_gif(side_by_side(movie_frames, frames_uint8, context_frames, scale), path)

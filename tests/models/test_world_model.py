@@ -16,6 +16,7 @@ from lssvwm.models import (
     depth_for_parameter_budget,
     parameter_report,
 )
+from tests.random_weights import random_split
 
 BATCH, FRAMES, PREFILL = 2, 6, 2
 TINY = dict(
@@ -64,15 +65,7 @@ def model_for(name):
 
     Built abstractly and filled from numpy, so no initialiser has to compile.
     """
-    model = nnx.eval_shape(lambda: WorldModel(config_for(name), rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(model)
-    rng = np.random.default_rng(1)
-
-    def fill(leaf):
-        std = 0.3 if len(leaf.shape) < 2 else 1.0 / np.sqrt(leaf.shape[0])
-        return jnp.asarray(std * rng.standard_normal(leaf.shape), leaf.dtype)
-
-    return graphdef, jax.tree.map(fill, state)
+    return random_split(lambda: WorldModel(config_for(name), rngs=nnx.Rngs(0)))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))

@@ -14,6 +14,7 @@ from lssvwm.nn.blockwise import (
     num_blocks,
     resolve_block_size,
 )
+from tests.random_weights import random_split
 
 D_MODEL, BATCH, FRAMES, GRID = 16, 2, 3, (2, 4)
 MIXER = dict(d_state=8, head_dim=8, expand=1, chunk_size=4)
@@ -22,15 +23,9 @@ MIXER = dict(d_state=8, head_dim=8, expand=1, chunk_size=4)
 def make(block_size):
     """Graph and random parameters (the same for every block size: the mixer does not depend on
     it), filled from numpy so that no initialiser compiles."""
-    model = nnx.eval_shape(lambda: BlockwiseMamba2(D_MODEL, block_size, rngs=nnx.Rngs(0), **MIXER))
-    graphdef, params = nnx.split(model)
-    rng = np.random.default_rng(0)
-
-    def fill(leaf):
-        std = 0.3 if len(leaf.shape) < 2 else 1.0 / np.sqrt(leaf.shape[0])
-        return jnp.asarray(std * rng.standard_normal(leaf.shape), leaf.dtype)
-
-    return graphdef, jax.tree.map(fill, params)
+    return random_split(
+        lambda: BlockwiseMamba2(D_MODEL, block_size, rngs=nnx.Rngs(0), **MIXER), seed=0
+    )
 
 
 @functools.partial(jax.jit, static_argnums=0)

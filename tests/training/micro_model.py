@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from lssvwm.models import WorldModel, WorldModelConfig
+from tests.random_weights import random_split
 
 BATCH, WINDOW = 3, 4
 MICRO = dict(
@@ -45,15 +46,7 @@ def micro_config(**changes) -> WorldModelConfig:
 @functools.cache
 def micro_model(**changes):
     """(graphdef, state) of the micro model with random parameters, built without compiling."""
-    model = nnx.eval_shape(lambda: WorldModel(micro_config(**changes), rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(model)
-    rng = np.random.default_rng(1)
-
-    def fill(leaf):
-        std = 0.3 if len(leaf.shape) < 2 else 1.0 / np.sqrt(leaf.shape[0])
-        return jnp.asarray(std * rng.standard_normal(leaf.shape), leaf.dtype)
-
-    return graphdef, jax.tree.map(fill, state)
+    return random_split(lambda: WorldModel(micro_config(**changes), rngs=nnx.Rngs(0)))
 
 
 def merged(**changes) -> WorldModel:
