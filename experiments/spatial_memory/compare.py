@@ -4,8 +4,10 @@
 
 Reads DIR (default `results/` beside this file) and the state_carrying results, which scored the
 same 32 test episodes with the same probe, and writes DIR/paired_differences.json: per
-comparison and distance bin (frames since the view was last seen), the mean PSNR difference and
-its 95% bootstrap interval over episodes (experiments.state_carrying.paired_differences).
+comparison, over all generated frames and per distance bin (frames since the view was last
+seen), the mean PSNR difference and its 95% bootstrap interval over episodes
+(experiments.state_carrying.paired_differences). A bin a committed run has no per-episode sums
+for (results older than those sums) is skipped with a message.
 """
 
 from __future__ import annotations
@@ -73,11 +75,17 @@ def main() -> None:
             print(f"{name}: skipped, missing {[str(p) for p in paths if not p.exists()]}")
             continue
         a, b = (json.loads(path.read_text()) for path in paths)
-        for label in BINS:
-            row = {"name": name, "a": run_a, "b": run_b, **paired_difference(a, b, bin_label=label)}
+        for label in (None, *BINS):
+            try:
+                difference = paired_difference(a, b, bin_label=label)
+            except ValueError as error:  # committed runs scored before per-bin sums were kept
+                print(f"{name}, bin {label}: skipped, {error}")
+                continue
+            row = {"name": name, "a": run_a, "b": run_b, "bin": label or "all", **difference}
             table.append(row)
+            where = "all frames" if label is None else f"views last seen {label} frames ago"
             print(
-                f"{name}, views last seen {label} frames ago: {row['mean_db']:+.2f} dB "
+                f"{name}, {where}: {row['mean_db']:+.2f} dB "
                 f"(95% CI {row['ci95_db'][0]:+.2f} to {row['ci95_db'][1]:+.2f}), "
                 f"{row['episodes']} episodes"
             )
