@@ -155,13 +155,11 @@ class SpatialMemoryReader(nnx.Module):
 
     def read_step(self, features_BThwD, frames_BTHWC, noise_level_BT, camera, store):
         """(memory [b, 1, hp, wp, d], candidate store with this frame inserted) for one frame."""
-        b = frames_BTHWC.shape[0]
         target_BT = store.next_frame_B[:, None]
         visible_BTE = store.slots.valid_BE[:, None, :]
         memory = self._encode(self._project(store.slots, visible_BTE, camera), target_BT)
         write_BT = noise_level_BT <= WRITE_MAX_LEVEL
         new = self._entries(features_BThwD, frames_BTHWC, camera, store.next_frame_B, write_BT)
-        del b
         return memory, geometry.store_insert(self.spec, store, new)
 
     def _regularise(self, entries, visible_BTE, rng):
