@@ -29,7 +29,7 @@ from flax import nnx
 
 from lssvwm.diffusion import DiffusionConfig, diffusion_forcing_loss
 from lssvwm.models import WorldModel
-from lssvwm.models.inputs import model_frames, uint8_to_model_range
+from lssvwm.models.inputs import model_frames
 from lssvwm.training.ema import ema_decay_at, ema_update
 
 TrainState = dict[str, Any]
@@ -66,11 +66,6 @@ def initial_state_shapes(model_config, tx: optax.GradientTransformation):
 def model_from_state(graphdef, state: Mapping[str, Any], *, ema: bool = False) -> nnx.Module:
     """The module with the state's weights (the EMA weights when `ema`)."""
     return nnx.merge(graphdef, state["ema"] if ema else state["params"], state["rest"])
-
-
-def frames_to_model_range(frames_uint8: jax.Array) -> jax.Array:
-    """uint8 [0, 255] -> float32 [-1, 1] (the range the diffusion targets assume)."""
-    return uint8_to_model_range(frames_uint8)
 
 
 def tree_norm(tree) -> jax.Array:

@@ -13,6 +13,7 @@ from flax import nnx
 from micro_model import BATCH, WINDOW, merged, micro_config, micro_model, run, window_inputs
 
 from lssvwm.diffusion import DiffusionConfig, diffusion_forcing_loss
+from lssvwm.models.inputs import uint8_to_model_range
 from lssvwm.training.checkpointing import Checkpoints
 from lssvwm.training.optimizer import default_config as optimizer_config
 from lssvwm.training.optimizer import make_optimizer
@@ -25,11 +26,7 @@ from lssvwm.training.state_carrying import (
     slot_resets,
 )
 from lssvwm.training.state_policies import ResetPolicy
-from lssvwm.training.train_state import (
-    abstract_train_state,
-    frames_to_model_range,
-    init_train_state,
-)
+from lssvwm.training.train_state import abstract_train_state, init_train_state
 
 DIFFUSION = DiffusionConfig(clean_prefix_prob=0.5, clean_prefix_min_fraction=0.25)
 
@@ -45,7 +42,7 @@ def carried_loss(graphdef, params, rest, frames_uint8, actions, cache, step):
     model = nnx.merge(graphdef, params, rest)
     loss, _ = diffusion_forcing_loss(
         lambda x, n, a: model.prefill(x, n, a, cache)[0],
-        {"frames": frames_to_model_range(frames_uint8), "actions": actions},
+        {"frames": uint8_to_model_range(frames_uint8), "actions": actions},
         jax.random.fold_in(jax.random.PRNGKey(0), step),
         DIFFUSION,
         chunk=1,
@@ -168,7 +165,7 @@ def test_carried_step_trains_from_the_clean_pass_state_of_the_previous_window():
         graphdef,
         DIFFUSION,
         nnx.state(nnx.merge(graphdef, params_1, state["rest"])),
-        frames_to_model_range(first["frames"]),
+        uint8_to_model_range(first["frames"]),
         first["actions"],
         merged().init_cache(BATCH),
         jax.random.PRNGKey(0),
