@@ -1,0 +1,556 @@
+r"""Cost curves, measured the paper's way (Fig. 8): training cost against the window length and
+per-frame generation cost against the frame index, for several models side by side.
+
+    python -m experiments.bench_cost.bench_cost                       # the CPU record (README)
+    python -m experiments.bench_cost.bench_cost --config configs/paper_200m.py \
+        --models lssvwm,causal_full --train-windows 100,200,400 --train-batch 1 \
+        --frames 100,1000 --out /tmp/cost_200m.json                   # paper scale, accelerator
+
+For every model of `--models` (the mixers of `--config`, loaded as `CONFIG:mixer=NAME` with the
+`--set` overrides), in its own worker process (so a model that does not fit, or crashes, costs
+only its own rows, and each model's peak memory is its own):
+  * **training**: for each window T of `--train-windows`, the real jitted, donating train step of
+    `lssvwm.train` on a `--train-batch` x T batch of random episode fields: compile seconds,
+    XLA's `memory_analysis` (temporaries, arguments) and `cost_analysis` FLOPs, the median step
+    seconds over `--reps` steps, and the achieved FLOP/s as a fraction of this device's matmul
+    peak measured in the same process (`matmul_peak`). On an accelerator a step whose compiled
+    need exceeds the device's memory is recorded as not fitting, not run. The growth exponent
+    of the step time in T (least squares on log-log) is fitted per model;
+  * **rollout**: for each frame N of `--frames`, the per-frame generation time at frame N
+    (batch 1, random weights, the config's sampler steps) after a prefilled history of
+    N - `--window` // 2 frames, and the carried cache's bytes split into SSM states, attention
+    keys/values and the spatial store (`experiments.bench_family`'s method: growing caches
+    reserved exactly); models with a growing (full-context) cache stop at `--growing-max`.
+  * the worker's peak memory: the process's peak resident set, and on an accelerator the
+    device's peak bytes in use.
+Every figure is also given relative to the first model's (LSSVWM by default) in the same run.
+Writes `--out` (JSON), a markdown table (`.md`) and `<out>_train.png` / `<out>_rollout.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+import time
+
+MODELS = "lssvwm,causal_full,causal_window,mamba2,spatial_memory"
+CONFIG = "configs/maze3d_lssvwm.py"
+TRAIN_WINDOWS = "16,32,64,128,256,512"
+FRAMES = "10,100,1000,4000,10000"
+GROWING_MAX = 4000  # frames at most for models whose attention cache grows with the history
+WINDOW = 20
+MIB = 2**20
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def ints(text: str) -> list[int]:
+    return [int(value) for value in text.split(",") if value.strip()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker: one model, every window and frame; one JSON line per measurement on stdout.
+
+
+def matmul_peak(seconds: float = 2.0) -> dict:
+    """This device's float32 matmul rate (FLOP/s) at the default precision (TF32 on recent
+    NVIDIA GPUs, as the model's own float32 matmuls), and bfloat16's on accelerators."""
+    import jax
+    import jax.numpy as jnp
+
+    size = 2048 if jax.default_backend() == "cpu" else 8192
+    result = {}
+    dtypes = [jnp.float32] + ([jnp.bfloat16] if jax.default_backend() != "cpu" else [])
+    for dtype in dtypes:
+        keys = jax.random.split(jax.random.PRNGKey(0))
+        a = jax.random.normal(keys[0], (size, size), dtype)
+        b = jax.random.normal(keys[1], (size, size), dtype)
+        product = jax.jit(lambda a, b: a @ b)
+        jax.block_until_ready(product(a, b))
+        calls, begin = 0, time.perf_counter()
+        while time.perf_counter() - begin < seconds:
+            jax.block_until_ready(product(a, b))
+            calls += 1
+        result[jnp.dtype(dtype).name] = 2 * size**3 * calls / (time.perf_counter() - begin)
+    return result
+
+
+def device_peak_bytes() -> int | None:
+    import jax
+
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats.get("peak_bytes_in_use")
+
+
+def device_bytes_limit() -> int | None:
+    import jax
+
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats.get("bytes_limit")
+
+
+def model_config_for(args, model: str, overrides: dict):
+    from lssvwm.config_loading import load_config
+
+    return load_config(f"{args.config}:mixer={model}", overrides={**args.overrides, **overrides})
+
+
+def measure_train(args, model: str, window: int, peak: dict) -> dict:
+    """One window's train step: compile, memory, FLOPs, median step seconds."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    from experiments.benchmarking import random_episode_fields
+    from lssvwm.diffusion import DiffusionConfig
+    from lssvwm.models import WorldModel, WorldModelConfig, count_parameters
+    from lssvwm.train import model_batch
+    from lssvwm.training.optimizer import make_optimizer
+    from lssvwm.training.train_state import init_train_state, make_train_step, split_model
+
+    config = model_config_for(
+        args,
+        model,
+        {
+            "training.window_length": window,
+            "training.batch_size": args.train_batch,
+            "model.max_frames": max(window, args.max_frames_floor),
+        },
+    )
+    model_config = WorldModelConfig.from_mapping(config.model.to_dict())
+    row = dict(
+        kind="train",
+        model=model,
+        window=window,
+        batch=args.train_batch,
+        params=count_parameters(model_config),
+        tokens_per_step=args.train_batch * window * model_config.tokens_per_frame,
+    )
+    diffusion = DiffusionConfig.from_mapping(config.diffusion)
+    tx, schedule = make_optimizer(config.optimizer, int(config.training.steps))
+    network = nnx.jit(lambda: WorldModel(model_config, rngs=nnx.Rngs(args.seed)))()
+    graphdef, _, _ = split_model(network)
+    step = make_train_step(
+        graphdef,
+        diffusion,
+        tx,
+        ema_decay=float(config.optimizer.ema_decay),
+        seed=args.seed,
+        schedule=schedule,
+    )
+    raw = random_episode_fields(model_config, args.train_batch, window, args.seed)
+    batch = jax.device_put(model_batch(raw, model_config))
+    state = init_train_state(network, tx)
+    del network
+    begin = time.perf_counter()
+    compiled = step.lower(state, batch).compile()
+    row["compile_seconds"] = round(time.perf_counter() - begin, 2)
+    memory = compiled.memory_analysis()
+    for what in ("temp", "argument", "output", "alias"):
+        size = getattr(memory, f"{what}_size_in_bytes", None) if memory is not None else None
+        row[f"{what}_bytes"] = None if size is None else int(size)
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) and cost else cost
+    flops = cost.get("flops") if isinstance(cost, dict) else None
+    row["flops"] = None if flops is None else float(flops)
+    limit = device_bytes_limit()
+    need = (row["temp_bytes"] or 0) + (row["argument_bytes"] or 0)
+    if limit is not None and need > limit:
+        row["fits"] = False
+        row["note"] = f"compiled need {need / 2**30:.1f} GiB > device limit {limit / 2**30:.1f} GiB"
+        return row
+    row["fits"] = True
+    seconds = []
+    for _ in range(args.reps + 1):  # the first call is a warm-up
+        begin = time.perf_counter()
+        state, metrics = compiled(state, batch)
+        jax.block_until_ready(metrics["loss"])
+        seconds.append(time.perf_counter() - begin)
+    row["step_seconds"] = float(np.median(seconds[1:]))
+    row["step_seconds_all"] = [round(s, 5) for s in seconds[1:]]
+    row["loss_finite"] = bool(jnp.isfinite(metrics["loss"]))
+    if row["flops"]:
+        row["flops_per_second"] = row["flops"] / row["step_seconds"]
+        row["fraction_of_matmul_peak"] = row["flops_per_second"] / peak["float32"]
+    return row
+
+
+def measure_rollout(args, model: str, frame: int) -> dict:
+    """The per-frame generation time at `frame` and the carried cache (bench_family's method)."""
+    import jax
+    import numpy as np
+    from flax import nnx
+
+    from experiments.bench_family.bench_family import WindowSampler, cache_split
+    from experiments.benchmarking import random_episode_fields
+    from lssvwm.diffusion import DiffusionConfig
+    from lssvwm.evaluation.streaming import stream_generate
+    from lssvwm.models import WorldModel, WorldModelConfig, inputs
+
+    config = model_config_for(args, model, {})
+    model_config = WorldModelConfig.from_mapping(config.model.to_dict())
+    diffusion = DiffusionConfig.from_mapping(config.diffusion)
+    network = nnx.jit(lambda: WorldModel(model_config, rngs=nnx.Rngs(args.seed)))()
+    history = frame - args.window // 2
+    fields = random_episode_fields(model_config, 1, history + args.window, args.seed)
+    video = inputs.model_frames(fields, model_config)
+    actions = inputs.model_actions(fields, model_config)
+    sampler = WindowSampler(network, diffusion, args.window)
+    context = video[:, :history], actions[:, :history]
+    begin = time.perf_counter()  # compile the prefill (and run it once) off the clock
+    jax.block_until_ready(sampler.prefill(*context, jax.random.PRNGKey(1)))
+    prefill_compile = time.perf_counter() - begin
+    stream = stream_generate(sampler, *context, actions[:, history:], jax.random.PRNGKey(0))
+    return dict(
+        kind="rollout",
+        model=model,
+        frame=frame,
+        history=history,
+        seconds_per_frame=float(np.median(stream.per_frame_seconds)),
+        prefill_seconds=stream.prefill_seconds,
+        prefill_compile_seconds=prefill_compile,
+        unit_compile_seconds=stream.compile_seconds,
+        cache=cache_split(stream.cache),
+        sampler_steps=diffusion.sampler_steps,
+    )
+
+
+def grows_with_history(args, model: str) -> bool:
+    from lssvwm.models import WorldModelConfig
+
+    model_config = WorldModelConfig.from_mapping(model_config_for(args, model, {}).model.to_dict())
+    return model_config.mixer == "causal_full"
+
+
+def worker(args) -> None:
+    import jax
+
+    model = args.worker
+    emit = lambda row: print("ROW " + json.dumps(row), flush=True)  # noqa: E731
+    peak = matmul_peak()
+    emit(
+        dict(
+            kind="device",
+            model=model,
+            matmul_peak=peak,
+            backend=jax.default_backend(),
+            device=str(jax.devices()[0].device_kind),
+            jax=jax.__version__,
+        )
+    )
+    for window in args.train_windows:
+        try:
+            row = measure_train(args, model, window, peak)
+        except Exception as error:  # noqa: BLE001 -- e.g. out of memory: record it, go on
+            row = dict(kind="train", model=model, window=window, error=_first_line(error))
+        emit(row)
+        log(_describe(row))
+        if row.get("fits") is False or "error" in row:
+            break  # longer windows need more
+    growing = grows_with_history(args, model)
+    for frame in args.frames:
+        if growing and frame > args.growing_max:
+            continue
+        try:
+            row = measure_rollout(args, model, frame)
+        except Exception as error:  # noqa: BLE001
+            row = dict(kind="rollout", model=model, frame=frame, error=_first_line(error))
+        emit(row)
+        log(_describe(row))
+        if "error" in row:
+            break
+    emit(
+        dict(
+            kind="peak",
+            model=model,
+            process_peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            device_peak_bytes=device_peak_bytes(),
+        )
+    )
+
+
+def _first_line(error: Exception) -> str:
+    text = f"{type(error).__name__}: {error}"
+    return text.strip().splitlines()[0][:400]
+
+
+def _describe(row: dict) -> str:
+    if "error" in row:
+        return f"{row['model']} {row['kind']}: ERROR {row['error']}"
+    if row["kind"] == "train":
+        if not row["fits"]:
+            return f"{row['model']} train T={row['window']}: does not fit ({row['note']})"
+        return (
+            f"{row['model']} train T={row['window']}: {row['step_seconds']:.4f} s/step, temp "
+            f"{(row['temp_bytes'] or 0) / MIB:.0f} MiB, {row['flops'] or 0:.3g} FLOP, compile "
+            f"{row['compile_seconds']:.0f} s"
+        )
+    return (
+        f"{row['model']} rollout N={row['frame']}: {1e3 * row['seconds_per_frame']:.1f} ms/frame,"
+        f" cache {row['cache']['total'] / MIB:.2f} MiB, prefill {row['prefill_seconds']:.1f} s"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Parent: one worker per model, then the fits, the table and the plots.
+
+
+def run_worker(args, argv: list[str], model: str) -> list[dict]:
+    """The rows of one model's worker process (and a `worker_failed` row if it did not end
+    well: out of memory, a crash, `--worker-timeout`)."""
+    log(f"{model}: worker starting")
+    command = [sys.executable, "-m", "experiments.bench_cost.bench_cost", *argv, "--worker", model]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=args.worker_timeout)
+        output, code, detail = done.stdout, done.returncode, done.stderr.strip().splitlines()[-1:]
+    except subprocess.TimeoutExpired as expired:
+        output = expired.stdout or ""
+        output = output.decode() if isinstance(output, bytes) else output
+        code, detail = "timeout", [f"after {args.worker_timeout} s"]
+    rows = []
+    for line in output.splitlines():
+        if line.startswith("ROW "):
+            rows.append(json.loads(line[4:]))
+        else:
+            print(f"  {model}| {line}", flush=True)
+    if code != 0:
+        rows.append(dict(kind="worker_failed", model=model, code=code, detail=detail))
+        log(f"{model}: worker ended with {code} {detail}")
+    return rows
+
+
+def measured(rows: list[dict], model: str, kind: str) -> list[dict]:
+    """The model's rows of `kind` ("train" or "rollout") that hold a measurement."""
+    return [
+        r
+        for r in rows
+        if r["model"] == model and r["kind"] == kind and "error" not in r and r.get("fits", True)
+    ]
+
+
+def growth_exponent(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of log(y) against log(x)."""
+    import numpy as np
+
+    if len(points) < 2:
+        return None
+    x, y = np.log(np.array(points, dtype=float)).T
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def summarize(rows: list[dict], models: list[str]) -> dict:
+    summary = {}
+    reference = models[0]
+    for model in models:
+        train, roll = measured(rows, model, "train"), measured(rows, model, "rollout")
+        summary[model] = dict(
+            train_time_exponent=growth_exponent([(r["window"], r["step_seconds"]) for r in train]),
+            train_temp_exponent=growth_exponent(
+                [(r["window"], r["temp_bytes"]) for r in train if r.get("temp_bytes")]
+            ),
+            seconds_per_frame={r["frame"]: r["seconds_per_frame"] for r in roll},
+            cache_bytes={r["frame"]: r["cache"]["total"] for r in roll},
+        )
+    ref = summary[reference]
+    for entry in summary.values():
+        entry[f"per_frame_vs_{reference}"] = {
+            frame: round(seconds / ref["seconds_per_frame"][frame], 3)
+            for frame, seconds in entry["seconds_per_frame"].items()
+            if ref["seconds_per_frame"].get(frame)
+        }
+    return summary
+
+
+def markdown(record: dict) -> str:
+    rows, models = record["rows"], record["models"]
+    lines = [f"# Cost curves\n\n    {record['command']}\n"]
+    lines.append(
+        f"Commit {record['commit'][:10]}, {record['device']}, JAX {record['jax']}, wall "
+        f"{record['wall_seconds'] / 60:.1f} min. Matmul peak measured in each worker (float32 at "
+        f"default precision): {record['matmul_peak_tflops']} TFLOP/s.\n"
+    )
+    lines += ["## Training step against the window", ""]
+    lines += ["| model | window | s/step | temp MiB | GFLOP | fraction of matmul peak | note |"]
+    lines += ["|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["kind"] != "train":
+            continue
+        if "error" in r or not r.get("fits"):
+            lines.append(
+                f"| {r['model']} | {r['window']} | - | - | - | - | "
+                f"{r.get('error') or r.get('note')} |"
+            )
+            continue
+        lines.append(
+            f"| {r['model']} | {r['window']} | {r['step_seconds']:.4f} | "
+            f"{(r['temp_bytes'] or 0) / MIB:.1f} | {(r['flops'] or 0) / 1e9:.1f} | "
+            f"{r.get('fraction_of_matmul_peak', float('nan')):.3f} | |"
+        )
+    lines += ["", "| model | time exponent in the window | temp-bytes exponent |", "|---|---|---|"]
+    for model in models:
+        s = record["summary"][model]
+        cells = [s["train_time_exponent"], s["train_temp_exponent"]]
+        cells = ["-" if v is None else f"{v:.2f}" for v in cells]
+        lines.append(f"| {model} | {cells[0]} | {cells[1]} |")
+    lines += ["", "## Per-frame generation against the frame index", ""]
+    lines += ["| model | frame | s/frame | x first model | cache MiB: total / SSM / KV / store |"]
+    lines += ["|---|---|---|---|---|"]
+    reference = models[0]
+    for r in rows:
+        if r["kind"] != "rollout":
+            continue
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['frame']} | - | - | {r['error']} |")
+            continue
+        ratio = record["summary"][r["model"]][f"per_frame_vs_{reference}"].get(r["frame"])
+        cache = " / ".join(f"{r['cache'][k] / MIB:.2f}" for k in ("total", "ssm", "kv", "store"))
+        lines.append(
+            f"| {r['model']} | {r['frame']} | {r['seconds_per_frame']:.4f} | "
+            f"{'-' if ratio is None else f'{ratio:.2f}'} | {cache} |"
+        )
+    lines += ["", "| model | process peak RSS MiB | device peak MiB |", "|---|---|---|"]
+    for r in rows:
+        if r["kind"] == "peak":
+            device = r["device_peak_bytes"]
+            lines.append(
+                f"| {r['model']} | {r['process_peak_rss_bytes'] / MIB:.0f} | "
+                f"{'-' if device is None else f'{device / MIB:.0f}'} |"
+            )
+    failed = [r for r in rows if r["kind"] == "worker_failed"]
+    for r in failed:
+        lines.append(f"\nWorker for {r['model']} ended with {r['code']}: {r['detail']}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(record: dict, out: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, models = record["rows"], record["models"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for model in models:
+        train = measured(rows, model, "train")
+        if train:
+            exponent = record["summary"][model]["train_time_exponent"]
+            label = model if exponent is None else f"{model} (T^{exponent:.2f})"
+            axes[0].loglog(
+                [r["window"] for r in train], [r["step_seconds"] for r in train], "o-", label=label
+            )
+            axes[1].loglog(
+                [r["window"] for r in train],
+                [(r["temp_bytes"] or 1) / MIB for r in train],
+                "o-",
+                label=model,
+            )
+    axes[0].set(xlabel="training window (frames)", ylabel="train step (s)")
+    axes[1].set(xlabel="training window (frames)", ylabel="compiled temporaries (MiB)")
+    for ax in axes:
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"training cost ({record['device']})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out.with_name(out.stem + "_train.png"), dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for model in models:
+        roll = measured(rows, model, "rollout")
+        if roll:
+            frames = [r["frame"] for r in roll]
+            axes[0].loglog(frames, [r["seconds_per_frame"] for r in roll], "o-", label=model)
+            axes[1].loglog(frames, [r["cache"]["total"] / MIB for r in roll], "o-", label=model)
+    axes[0].set(xlabel="frame index N", ylabel="seconds per generated frame at N")
+    axes[1].set(xlabel="frame index N", ylabel="carried cache (MiB)")
+    for ax in axes:
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"rollout cost ({record['device']})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out.with_name(out.stem + "_rollout.png"), dpi=110)
+    plt.close(fig)
+
+
+def parse_args(argv: list[str]):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=CONFIG, help="config file taking :mixer=NAME")
+    parser.add_argument("--models", default=MODELS, help="mixers, the first is the reference")
+    parser.add_argument("--set", action="append", default=[], help="override KEY=VALUE")
+    parser.add_argument("--train-windows", default=TRAIN_WINDOWS, help="frames per window")
+    parser.add_argument("--train-batch", type=int, default=1, help="windows per train step")
+    parser.add_argument("--reps", type=int, default=3, help="timed train steps per window")
+    parser.add_argument("--frames", default=FRAMES, help="frames N of the per-frame times")
+    parser.add_argument("--growing-max", type=int, default=GROWING_MAX)
+    parser.add_argument("--window", type=int, default=WINDOW, help="frames generated per N")
+    parser.add_argument("--max-frames-floor", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-timeout", type=float, default=None, help="seconds per model")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="experiments/bench_cost/results_cpu.json")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.models = [m for m in args.models.split(",") if m]
+    args.train_windows = ints(args.train_windows)
+    args.frames = ints(args.frames)
+    args.overrides = dict(item.split("=", 1) for item in args.set)
+    bad = [f for f in args.frames if f - args.window // 2 < 1]
+    if bad:
+        parser.error(f"--frames {bad}: each N needs N - {args.window // 2} >= 1 history frames")
+    if not pathlib.Path(args.config.partition(":")[0]).is_file():
+        parser.error(f"--config {args.config!r}: no such file")
+    return args
+
+
+def write_record(args, argv: list[str], rows: list[dict], begin: float) -> dict:
+    """The record of the rows so far: JSON, markdown table and plots (after every worker, so an
+    interrupted run keeps what it measured)."""
+    devices = [r for r in rows if r["kind"] == "device"]
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    record = dict(
+        command=" ".join(["python -m experiments.bench_cost.bench_cost", *argv]),
+        commit=commit.stdout.strip() or os.environ.get("LSSVWM_COMMIT", "unknown"),
+        device=devices[0]["device"] if devices else "unknown",
+        jax=devices[0]["jax"] if devices else "unknown",
+        matmul_peak_tflops={
+            r["model"]: {k: round(v / 1e12, 3) for k, v in r["matmul_peak"].items()}
+            for r in devices
+        },
+        models=[m for m in args.models if any(r["model"] == m for r in rows)],
+        wall_seconds=round(time.perf_counter() - begin, 1),
+        cpu_count=os.cpu_count(),
+        rows=rows,
+    )
+    record["summary"] = summarize(rows, record["models"])
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(record))
+    plot(record, out)
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.worker:
+        worker(args)
+        return
+    begin = time.perf_counter()
+    rows = []
+    for model in args.models:
+        rows += run_worker(args, argv, model)
+        record = write_record(args, argv, rows, begin)
+        log(f"{model}: done; wrote {args.out} (.md, _train.png, _rollout.png)")
+    print(markdown(record))
+
+
+if __name__ == "__main__":
+    main()
