@@ -456,7 +456,8 @@ def plot(record: dict, out: pathlib.Path) -> None:
     axes[1].set(xlabel="training window (frames)", ylabel="compiled temporaries (MiB)")
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.lines:
+            ax.legend(fontsize=7)
     fig.suptitle(f"training cost ({record['device']})", fontsize=9)
     fig.tight_layout()
     fig.savefig(out.with_name(out.stem + "_train.png"), dpi=110)
@@ -473,7 +474,8 @@ def plot(record: dict, out: pathlib.Path) -> None:
     axes[1].set(xlabel="frame index N", ylabel="carried cache (MiB)")
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.lines:
+            ax.legend(fontsize=7)
     fig.suptitle(f"rollout cost ({record['device']})", fontsize=9)
     fig.tight_layout()
     fig.savefig(out.with_name(out.stem + "_rollout.png"), dpi=110)
@@ -513,10 +515,16 @@ def write_record(args, argv: list[str], rows: list[dict], begin: float) -> dict:
     """The record of the rows so far: JSON, markdown table and plots (after every worker, so an
     interrupted run keeps what it measured)."""
     devices = [r for r in rows if r["kind"] == "device"]
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    # LSSVWM_COMMIT first: a copy of the tree on another machine may carry a stale .git
+    commit = (
+        os.environ.get("LSSVWM_COMMIT")
+        or subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+    )
     record = dict(
         command=" ".join(["python -m experiments.bench_cost.bench_cost", *argv]),
-        commit=commit.stdout.strip() or os.environ.get("LSSVWM_COMMIT", "unknown"),
+        commit=commit or "unknown",
         device=devices[0]["device"] if devices else "unknown",
         jax=devices[0]["jax"] if devices else "unknown",
         matmul_peak_tflops={
