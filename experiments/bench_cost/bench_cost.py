@@ -41,7 +41,7 @@ import time
 MODELS = "lssvwm,causal_full,causal_window,mamba2,spatial_memory"
 CONFIG = "configs/maze3d_lssvwm.py"
 TRAIN_WINDOWS = "16,32,64,128,256,512"
-FRAMES = "10,100,1000,4000,10000"
+FRAMES = "20,100,1000,4000,10000"  # N >= WINDOW // 2 + 1
 GROWING_MAX = 4000  # frames at most for models whose attention cache grows with the history
 WINDOW = 20
 MIB = 2**20

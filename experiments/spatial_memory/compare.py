@@ -17,7 +17,7 @@ import json
 import pathlib
 
 from experiments.state_carrying.paired_differences import RESULTS as STATE_RESULTS
-from experiments.state_carrying.paired_differences import paired_difference
+from lssvwm.evaluation.compare import paired_difference
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 BINS = ("5-16", "17-32")

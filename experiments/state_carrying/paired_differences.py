@@ -16,9 +16,7 @@ import argparse
 import json
 import pathlib
 
-import numpy as np
-
-from lssvwm.evaluation import statistics
+from lssvwm.evaluation.compare import paired_difference
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 COMPARISONS = (  # (name, run A, run B[, distance bin]): A minus B
@@ -104,47 +102,6 @@ COMPARISONS = (  # (name, run A, run B[, distance bin]): A minus B
         "training_policy/carried_reset_every_32_ssm",
     ),
 )
-
-
-def paired_difference(
-    a: dict, b: dict, resamples: int = 10_000, seed: int = 0, bin_label: str | None = None
-) -> dict:
-    """Mean of A's minus B's per-episode PSNR, with a 95% bootstrap interval over episodes.
-
-    With `bin_label` (e.g. "17-32"): over the frames of that distance bin only (frames since the
-    view was last seen), pooled over episodes as the evaluator pools them; both runs scored the
-    same frames of the same episodes, so the bin holds the same frames in each.
-    """
-    if a["episode_ids"] != b["episode_ids"]:
-        raise ValueError("the two runs scored different episodes: no pairing")
-    if bin_label is None:
-        difference = np.asarray(a["episode_psnr"]) - np.asarray(b["episode_psnr"])
-        mean, low, high = statistics.bootstrap_mean(difference, resamples=resamples, seed=seed)
-        return {"mean_db": mean, "ci95_db": [low, high], "episodes": len(difference)}
-    bin_a, bin_b = (_distance_bin(run, bin_label) for run in (a, b))
-    counts = np.asarray(bin_a["episode_num_frames"])
-    if not np.array_equal(counts, bin_b["episode_num_frames"]):
-        raise ValueError(f"bin {bin_label}: the runs' frames differ, no pairing")
-    sums = np.asarray(bin_a["episode_psnr_sum"]) - np.asarray(bin_b["episode_psnr_sum"])
-    mean, low, high = statistics.bootstrap_ratio(
-        sums[:, None], counts[:, None], resamples=resamples, seed=seed
-    )
-    return {
-        "mean_db": float(mean[0]),
-        "ci95_db": [float(low[0]), float(high[0])],
-        "episodes": int((counts > 0).sum()),
-        "frames": int(counts.sum()),
-        "bin": bin_label,
-    }
-
-
-def _distance_bin(result: dict, label: str) -> dict:
-    for entry in result.get("psnr_by_distance", []):
-        if entry["label"] == label:
-            if "episode_psnr_sum" not in entry:
-                raise ValueError(f"bin {label}: no per-episode sums (evaluated before they were)")
-            return entry
-    raise ValueError(f"no distance bin {label!r} in the result")
 
 
 def main() -> None:

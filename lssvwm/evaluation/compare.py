@@ -7,6 +7,10 @@ and its `evaluation/` folder; a run's workdir works). The table has a row per re
 mixer, task, checkpoint step, episodes, PSNR with its 95% CI, copy-last-frame PSNR, SSIM, then
 PSNR per "frames since last seen" bin (copy-last-frame in brackets). The plot (`.png` beside the
 table) draws PSNR by distance, one line per run and one panel per task.
+
+`paired_difference(a, b)`: two results that scored the very same episodes (same split, seed and
+ids), A's minus B's PSNR per episode -- the pairing removes the episode-to-episode spread that
+dominates each run's own interval --, its mean with a 95% bootstrap interval over episodes.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import json
 import pathlib
 from collections.abc import Sequence
 
-from lssvwm.evaluation import plots
+import numpy as np
+
+from lssvwm.evaluation import plots, statistics
 
 _REQUIRED = ("task", "psnr", "psnr_by_distance", "checkpoint_step", "num_episodes")
 
@@ -133,3 +139,44 @@ def write_comparison(
     )
     output.write_text(text)
     return {"table": output, "plot": plot}
+
+
+def paired_difference(
+    a: dict, b: dict, resamples: int = 10_000, seed: int = 0, bin_label: str | None = None
+) -> dict:
+    """Mean of A's minus B's per-episode PSNR, with a 95% bootstrap interval over episodes.
+
+    With `bin_label` (e.g. "17-32"): over the frames of that distance bin only (frames since the
+    view was last seen), pooled over episodes as the evaluator pools them; both runs scored the
+    same frames of the same episodes, so the bin holds the same frames in each.
+    """
+    if a["episode_ids"] != b["episode_ids"]:
+        raise ValueError("the two runs scored different episodes: no pairing")
+    if bin_label is None:
+        difference = np.asarray(a["episode_psnr"]) - np.asarray(b["episode_psnr"])
+        mean, low, high = statistics.bootstrap_mean(difference, resamples=resamples, seed=seed)
+        return {"mean_db": mean, "ci95_db": [low, high], "episodes": len(difference)}
+    bin_a, bin_b = (_distance_bin(run, bin_label) for run in (a, b))
+    counts = np.asarray(bin_a["episode_num_frames"])
+    if not np.array_equal(counts, bin_b["episode_num_frames"]):
+        raise ValueError(f"bin {bin_label}: the runs' frames differ, no pairing")
+    sums = np.asarray(bin_a["episode_psnr_sum"]) - np.asarray(bin_b["episode_psnr_sum"])
+    mean, low, high = statistics.bootstrap_ratio(
+        sums[:, None], counts[:, None], resamples=resamples, seed=seed
+    )
+    return {
+        "mean_db": float(mean[0]),
+        "ci95_db": [float(low[0]), float(high[0])],
+        "episodes": int((counts > 0).sum()),
+        "frames": int(counts.sum()),
+        "bin": bin_label,
+    }
+
+
+def _distance_bin(result: dict, label: str) -> dict:
+    for entry in result.get("psnr_by_distance", []):
+        if entry["label"] == label:
+            if "episode_psnr_sum" not in entry:
+                raise ValueError(f"bin {label}: no per-episode sums (evaluated before they were)")
+            return entry
+    raise ValueError(f"no distance bin {label!r} in the result")

@@ -1,9 +1,9 @@
-"""experiments/state_carrying/paired_differences.py: the paired bootstrap of two runs."""
+"""lssvwm.evaluation.compare.paired_difference: the paired bootstrap of two runs."""
 
 import numpy as np
 import pytest
 
-from experiments.state_carrying.paired_differences import paired_difference
+from lssvwm.evaluation.compare import paired_difference
 
 
 def test_a_constant_per_episode_gap_has_a_point_interval():
