@@ -40,6 +40,7 @@ MEMORY_WORLD = dict(  # data.maze3d fields on top of the "small" preset of maze3
     reasoning_episodes=16,
 )
 DISTANCE_EDGES = (4, 16, 64, 128)  # k, W, the training window, twice it
+VARIANTS = tuple(f"mixer={name}" for name in FAMILY if name != "lssvwm")
 
 
 def memory_config(name: str) -> ml_collections.ConfigDict:
