@@ -78,7 +78,9 @@ def probes_for(model: str) -> list[Probe]:
         Probe(model, model, probe, "retrieval", (*retrieval, flag) if flag else retrieval)
         for probe, flag in history.items()
     ]
-    probes.append(Probe(model, model, "rollout", "reasoning"))
+    # the world's reasoning split holds 16 episodes; the same generator makes 32 on first use
+    reasoning = (f"--data=maze3d.reasoning_episodes={EPISODES}",)
+    probes.append(Probe(model, model, "rollout", "reasoning", reasoning))
     control = {"spatial_memory": "spatial_memory_store_emptied"}.get(model)
     control = control or (f"{model}_ssm_zeroed" if model in SSM_MODELS else None)
     if control:  # the same weights with their memory emptied right after the context

@@ -21,9 +21,9 @@ import argparse
 import json
 import pathlib
 
-import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from lssvwm.data import sources
 from lssvwm.evaluation import loading
@@ -46,22 +46,29 @@ def block_tokens_per_frame(model_config) -> list[int]:
 
 
 def record_decays(model, frames, actions) -> list[np.ndarray]:
-    """dt * A [sequences, steps, heads] of every Mamba-2 mixer call, in call (layer) order."""
-    calls = []
-    original = Mamba2Mixer._ssm_inputs
+    """dt * A [sequences, steps, heads] of every Mamba-2 mixer call, in call (layer) order.
 
-    def recording(self, dt_raw):
-        dt, A = original(self, dt_raw)
-        calls.append(np.asarray(dt * A))
-        return dt, A
+    The values are recorded while the forward pass is traced and returned as outputs of the
+    compiled function (an eager pass would dispatch every op on its own: minutes, not seconds)."""
 
-    Mamba2Mixer._ssm_inputs = recording
-    try:
-        noise = jnp.zeros(frames.shape[:2], jnp.float32)  # clean frames: what memory is made of
-        model(frames, noise, actions)  # eager, so the recorded values are concrete
-    finally:
-        Mamba2Mixer._ssm_inputs = original
-    return calls
+    def forward(model, frames, actions):
+        calls = []
+        original = Mamba2Mixer._ssm_inputs
+
+        def recording(self, dt_raw):
+            dt, A = original(self, dt_raw)
+            calls.append(dt * A)
+            return dt, A
+
+        Mamba2Mixer._ssm_inputs = recording
+        try:
+            noise = jnp.zeros(frames.shape[:2], jnp.float32)  # clean: what memory is made of
+            model(frames, noise, actions)
+        finally:
+            Mamba2Mixer._ssm_inputs = original
+        return calls
+
+    return [np.asarray(c) for c in nnx.jit(forward)(model, frames, actions)]
 
 
 def layer_spectrum(log_decay_SLH: np.ndarray, tokens_per_frame: int) -> dict:
@@ -125,8 +132,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=64, help="frames per episode window")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    with jax.default_device(jax.devices("cpu")[0]):
-        record = spectrum(args.workdir, args.windows, args.frames)
+    record = spectrum(args.workdir, args.windows, args.frames)
     for layer in record["layers"]:
         halves = ", ".join(f"{h:.1f}" for h in layer["half_life_frames"])
         print(
