@@ -90,11 +90,16 @@ def probes_for(model: str) -> list[Probe]:
     if model == "causal_full":  # the floor: its attention cache cleared after the context
         flags = (*retrieval, history["blind"], "--reset=at:0")
         probes.append(Probe(model, "causal_full_cache_cleared", "blind", "retrieval", flags))
-    if model == "lssvwm":  # beyond the training window: the state carried vs reset every 64
-        beyond = (f"--context={BEYOND_CONTEXT}", f"--horizon={BEYOND_CONTEXT - 1}")
+    # Beyond the training window (views last seen up to ~2x the context ago): LSSVWM with its
+    # state carried and reset every 64 frames, and the transformers beside it.
+    beyond = (f"--context={BEYOND_CONTEXT}", f"--horizon={BEYOND_CONTEXT - 1}", "--history=blind")
+    if model == "lssvwm":
         for name, reset in (("lssvwm", "never"), ("lssvwm_reset_every_64", "every:64:ssm")):
-            flags = (*beyond, "--history=blind", f"--reset={reset}")
-            probes.append(Probe(model, name, "blind", "beyond_training", flags))
+            probes.append(
+                Probe(model, name, "blind", "beyond_training", (*beyond, f"--reset={reset}"))
+            )
+    if model in ("causal_full", "causal_window"):
+        probes.append(Probe(model, model, "blind", "beyond_training", beyond))
     return probes
 
 
@@ -123,20 +128,29 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def run(command: list[str], dry_run: bool) -> None:
+FAILED: list[str] = []  # the commands that failed; the launcher goes on and exits non-zero
+
+
+def run(command: list[str], dry_run: bool) -> bool:
     log(" ".join(command))
-    if not dry_run:
-        subprocess.run(command, check=True)
+    if dry_run:
+        return True
+    if subprocess.run(command).returncode != 0:
+        FAILED.append(" ".join(command))
+        log("FAILED (going on with the rest)")
+        return False
+    return True
 
 
-def train(model: str, args) -> None:
+def train(model: str, args) -> bool:
+    """Trains (or resumes) `model`; False if the training failed."""
     workdir = args.runs / model
     if (workdir / "eval_final.json").exists():
         log(f"{model}: trained (eval_final.json exists)")
-        return
+        return True
     command = [sys.executable, "-m", "lssvwm.train", f"--config={args.config}:mixer={model}"]
     command += [f"--workdir={workdir}", *(f"--config.{item}" for item in args.set)]
-    run(command, args.dry_run)
+    return run(command, args.dry_run)
 
 
 def probe(item: Probe, args) -> None:
@@ -394,13 +408,15 @@ def main(argv: list[str] | None = None) -> None:
     begin = time.perf_counter()
     all_probes = [p for model in args.models for p in probes_for(model)]
     for model in args.models:  # model by model: the first models' rows come first
-        if "train" in args.stages:
-            train(model, args)
+        if "train" in args.stages and not train(model, args):
+            continue  # nothing to probe
         if "probe" in args.stages:
             for item in probes_for(model):
                 probe(item, args)
     if "table" in args.stages and not args.dry_run:
         table(args, all_probes, begin)
+    if FAILED:
+        sys.exit("failed:\n  " + "\n  ".join(FAILED))
 
 
 if __name__ == "__main__":
