@@ -454,14 +454,8 @@ def plot(record: dict, out: pathlib.Path) -> None:
             )
     axes[0].set(xlabel="training window (frames)", ylabel="train step (s)")
     axes[1].set(xlabel="training window (frames)", ylabel="compiled temporaries (MiB)")
-    for ax in axes:
-        ax.grid(True, which="both", alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=7)
-    fig.suptitle(f"training cost ({record['device']})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out.with_name(out.stem + "_train.png"), dpi=110)
-    plt.close(fig)
+    title = f"training cost ({record['device']})"
+    _finish(fig, axes, title, out.with_name(f"{out.stem}_train.png"))
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for model in models:
@@ -472,13 +466,20 @@ def plot(record: dict, out: pathlib.Path) -> None:
             axes[1].loglog(frames, [r["cache"]["total"] / MIB for r in roll], "o-", label=model)
     axes[0].set(xlabel="frame index N", ylabel="seconds per generated frame at N")
     axes[1].set(xlabel="frame index N", ylabel="carried cache (MiB)")
+    title = f"rollout cost ({record['device']})"
+    _finish(fig, axes, title, out.with_name(f"{out.stem}_rollout.png"))
+
+
+def _finish(fig, axes, title: str, path: pathlib.Path) -> None:
+    import matplotlib.pyplot as plt
+
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7)
-    fig.suptitle(f"rollout cost ({record['device']})", fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(out.with_name(out.stem + "_rollout.png"), dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 

@@ -1,0 +1,66 @@
+"""experiments/bench_cost: the fitted growth exponents, the summary and the record's table."""
+
+import pytest
+
+from experiments.bench_cost import bench_cost
+
+
+def _train(model, window, seconds, temp):
+    return dict(
+        kind="train",
+        model=model,
+        window=window,
+        fits=True,
+        step_seconds=seconds,
+        temp_bytes=temp,
+        flops=1e9,
+        fraction_of_matmul_peak=0.1,
+    )
+
+
+def _rollout(model, frame, seconds, cache):
+    split = dict(total=cache, ssm=cache, kv=0, store=0)
+    return dict(kind="rollout", model=model, frame=frame, seconds_per_frame=seconds, cache=split)
+
+
+def test_growth_exponent_recovers_a_power_law():
+    points = [(w, 3.0 * w**1.5) for w in (16, 32, 64, 128)]
+    assert bench_cost.growth_exponent(points) == pytest.approx(1.5)
+    assert bench_cost.growth_exponent(points[:1]) is None
+
+
+def test_summary_ratios_and_table_skip_what_did_not_fit():
+    rows = [
+        _train("lssvwm", 16, 1.0, 100),
+        _train("lssvwm", 64, 4.0, 400),
+        _train("causal_full", 16, 1.0, 100),
+        _train("causal_full", 64, 16.0, 1600),
+        dict(kind="train", model="causal_full", window=256, fits=False, note="too big"),
+        _rollout("lssvwm", 100, 0.1, 10),
+        _rollout("causal_full", 100, 0.3, 50),
+        dict(kind="rollout", model="causal_full", frame=1000, error="OOM"),
+    ]
+    summary = bench_cost.summarize(rows, ["lssvwm", "causal_full"])
+    assert summary["lssvwm"]["train_time_exponent"] == pytest.approx(1.0)
+    assert summary["causal_full"]["train_time_exponent"] == pytest.approx(2.0)
+    assert summary["causal_full"]["per_frame_vs_lssvwm"] == {100: 3.0}
+    record = dict(
+        command="c",
+        commit="0" * 40,
+        device="cpu",
+        jax="x",
+        matmul_peak_tflops={},
+        wall_seconds=60,
+        models=["lssvwm", "causal_full"],
+        rows=rows,
+        summary=summary,
+    )
+    table = bench_cost.markdown(record)
+    assert "| causal_full | 256 | - | - | - | - | too big |" in table
+    assert "| causal_full | 1000 | - | - | OOM |" in table
+    assert "| causal_full | 2.00 | 2.00 |" in table  # time and temp-bytes exponents
+
+
+def test_frames_too_early_for_the_window_are_refused():
+    with pytest.raises(SystemExit):
+        bench_cost.parse_args(["--frames", "5", "--window", "20"])
