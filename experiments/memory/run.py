@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import pathlib
 import platform
 import shutil
@@ -229,8 +230,9 @@ def markdown(record: dict, results: dict) -> str:
         f"    {record['command']}",
         "",
         f"Commit {record['commit'][:10]}, {record['machine']}, {record['episodes']} test episodes "
-        f"per probe; training {record['train_minutes']} min and probes {record['probe_minutes']} "
-        f"min of compute (from the runs' own records), this command {record['wall_minutes']} min.",
+        f"per probe; wall time summed over the runs' own records: training "
+        f"{record['train_minutes']} min, probes {record['probe_minutes']} min; this command "
+        f"{record['wall_minutes']} min.",
         "",
         "## Retrieval and reasoning (paper layout)",
         "",
@@ -293,32 +295,43 @@ def _model_order(name: str) -> tuple:
 
 
 def plot(results: dict, path: pathlib.Path) -> None:
+    """PSNR by distance bin, one panel per retrieval probe, one colour per result name."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     probes = [("blind", "retrieval"), ("truth", "retrieval"), ("rollout", "retrieval")]
+    names = sorted({key[0] for key in results}, key=_model_order)
+    colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(names)}
     fig, axes = plt.subplots(1, len(probes), figsize=(5 * len(probes), 4), sharey=True)
     for ax, (probe_name, task) in zip(axes, probes, strict=True):
-        for (name, p, t), result in sorted(results.items(), key=lambda kv: _model_order(kv[0][0])):
-            if (p, t) != (probe_name, task):
+        labels = []
+        for name in names:
+            result = results.get((name, probe_name, task))
+            if result is None:
                 continue
             entries = [e for e in result["psnr_by_distance"] if e["num_frames"]]
             entries = [e for e in entries if not e["never_seen"]]
-            x = [(e["low"] + e["high"]) / 2 for e in entries]
+            labels = labels if len(labels) >= len(entries) else [e["label"] for e in entries]
             y = [e["psnr"] for e in entries]
             low = [max(e["psnr"] - e["psnr_ci"][0], 0.0) for e in entries]
             high = [max(e["psnr_ci"][1] - e["psnr"], 0.0) for e in entries]
-            ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=3, label=name)
-        for edge, what in ((4, "k"), (16, "W")):
-            ax.axvline(edge + 0.5, color="grey", lw=0.8, ls="--")
-            ax.text(edge + 0.7, ax.get_ylim()[0], what, color="grey")
-        ax.set(xscale="log", xlabel="frames since the view was last seen", title=probe_name)
+            x = range(len(entries))
+            ax.errorbar(
+                x, y, yerr=[low, high], marker="o", capsize=3, label=name, color=colours[name]
+            )
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set(xlabel="frames since the view was last seen", title=f"{task}, {probe_name}")
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    axes[0].set_ylabel(f"{task} PSNR (dB)")
+    axes[0].set_ylabel("PSNR (dB)")
+    fig.suptitle(
+        f"bins: 1-{BINS['within_k'].split('-')[1]} within k, 5-16 within W, "
+        "17-64 beyond W (inside the training window)",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -342,8 +355,7 @@ def table(args, all_probes: list[Probe], begin: float) -> dict:
     record = dict(
         command="python -m experiments.memory.run " + " ".join(args.argv),
         commit=commit.stdout.strip(),
-        machine=f"{platform.machine()}, {platform.processor() or '?'}, "
-        f"{__import__('os').cpu_count()} cores",
+        machine=f"{platform.machine()}, {os.cpu_count()} cores",
         episodes=args.episodes,
         config=args.config,
         overrides=args.set,
