@@ -46,7 +46,9 @@ def rollout(model, frames, diffusion_config, policy=reset.NEVER_RESET):
     return stream(model, diffusion_config, context, actions, reset_policy=policy)
 
 
-@pytest.mark.parametrize("mixer", ["lssvwm", "causal_full"])
+# causal_full's growing cache is slow to stream here (~30 s); its streaming equals the parallel
+# pass in tests/models, and the default run keeps LSSVWM's fixed-size case.
+@pytest.mark.parametrize("mixer", ["lssvwm", pytest.param("causal_full", marks=pytest.mark.slow)])
 def test_cache_bytes_with_4x_more_frames(mixer, models, tiny_loaded_run):
     model, diffusion = models[mixer], tiny_loaded_run.diffusion_config
     short = rollout(model, 16, diffusion)

@@ -18,6 +18,7 @@ def test_paper_models_are_matched_at_200m_parameters(mixer):
     assert config.curriculum.lengths == (400, 800) and config.training.window_length == 800
 
 
+@pytest.mark.slow  # ~40 s of compiling on 8 fake devices; an experiment tool, not the library
 def test_tiny_train_step_compiles_ahead_of_time():
     config = load_config("configs/quickstart.py:variant=tiny")
     record, compiled = compiled_train_step_memory(config, window=8, batch=2)
