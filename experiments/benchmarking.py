@@ -30,6 +30,22 @@ def interleaved_medians(candidates: dict, reps: int) -> dict:
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
+def compiled_costs(compiled) -> dict:
+    """XLA's figures of a compiled function: its temporary / argument / output / alias bytes
+    (`memory_analysis`, None where the backend gives none) and FLOPs (`cost_analysis`; loop
+    bodies are counted once, so scans and scanned layers are undercounted)."""
+    memory = compiled.memory_analysis()
+    costs = {}
+    for what in ("temp", "argument", "output", "alias"):
+        size = getattr(memory, f"{what}_size_in_bytes", None) if memory is not None else None
+        costs[f"{what}_bytes"] = None if size is None else int(size)
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) and cost else cost
+    flops = cost.get("flops") if isinstance(cost, dict) else None
+    costs["flops"] = None if flops is None else float(flops)
+    return costs
+
+
 def environment_record() -> dict:
     """What a result file needs to say about where it was measured."""
     return dict(

@@ -109,7 +109,7 @@ def measure_train(args, model: str, window: int, peak: dict) -> dict:
     import numpy as np
     from flax import nnx
 
-    from experiments.benchmarking import random_episode_fields
+    from experiments.benchmarking import compiled_costs, random_episode_fields
     from lssvwm.diffusion import DiffusionConfig
     from lssvwm.models import WorldModel, WorldModelConfig, count_parameters
     from lssvwm.train import model_batch
@@ -122,7 +122,7 @@ def measure_train(args, model: str, window: int, peak: dict) -> dict:
         {
             "training.window_length": window,
             "training.batch_size": args.train_batch,
-            "model.max_frames": max(window, args.max_frames_floor),
+            "model.max_frames": window,
         },
     )
     model_config = WorldModelConfig.from_mapping(config.model.to_dict())
@@ -153,14 +153,7 @@ def measure_train(args, model: str, window: int, peak: dict) -> dict:
     begin = time.perf_counter()
     compiled = step.lower(state, batch).compile()
     row["compile_seconds"] = round(time.perf_counter() - begin, 2)
-    memory = compiled.memory_analysis()
-    for what in ("temp", "argument", "output", "alias"):
-        size = getattr(memory, f"{what}_size_in_bytes", None) if memory is not None else None
-        row[f"{what}_bytes"] = None if size is None else int(size)
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list | tuple) and cost else cost
-    flops = cost.get("flops") if isinstance(cost, dict) else None
-    row["flops"] = None if flops is None else float(flops)
+    row.update(compiled_costs(compiled))
     limit = device_bytes_limit()
     need = (row["temp_bytes"] or 0) + (row["argument_bytes"] or 0)
     if limit is not None and need > limit:
@@ -494,7 +487,6 @@ def parse_args(argv: list[str]):
     parser.add_argument("--frames", default=FRAMES, help="frames N of the per-frame times")
     parser.add_argument("--growing-max", type=int, default=GROWING_MAX)
     parser.add_argument("--window", type=int, default=WINDOW, help="frames generated per N")
-    parser.add_argument("--max-frames-floor", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--worker-timeout", type=float, default=None, help="seconds per model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="experiments/bench_cost/results_cpu.json")

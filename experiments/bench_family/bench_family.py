@@ -48,6 +48,7 @@ from flax import nnx
 
 from configs.maze3d_lssvwm import FAMILY, maze3d_config
 from experiments.benchmarking import (
+    compiled_costs,
     environment_record,
     interleaved_medians,
     random_episode_fields,
@@ -152,14 +153,8 @@ class Member:
         begin = time.perf_counter()
         self.train_step = step.lower(self.state, self.batch).compile()
         self.row["train_compile_seconds"] = round(time.perf_counter() - begin, 2)
-        memory = self.train_step.memory_analysis()
-        for what in ("temp", "argument", "output", "alias"):
-            size = getattr(memory, f"{what}_size_in_bytes", None)
-            self.row[f"train_{what}_bytes"] = None if size is None else int(size)
-        cost = self.train_step.cost_analysis()
-        cost = cost[0] if isinstance(cost, list | tuple) and cost else cost
-        flops = cost.get("flops") if isinstance(cost, dict) else None
-        self.row["train_flops"] = None if flops is None else float(flops)
+        costs = compiled_costs(self.train_step)
+        self.row.update({f"train_{key}": value for key, value in costs.items()})
 
     def train_call(self):
         """One train step (the state is donated: each call continues from the last)."""
