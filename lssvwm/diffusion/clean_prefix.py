@@ -10,7 +10,9 @@ L drawn uniformly from the allowed lengths:
 The mask is `arange(T) < L`, so the shapes never depend on L (one compile for all draws). The
 clean frames get noise level 0 -- or, when the sampler feeds its context back at a small noise
 level c, a level uniform in [0, c] -- and carry no loss; the rest get independent per-frame (or
-per-chunk) levels as in plain diffusion forcing.
+per-chunk) levels as in plain diffusion forcing -- or, for a `blind_suffix_prob` share of the
+samples with a prefix, level 1 (pure noise): the frames after the prefix must come from the
+prefix and the actions alone.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def training_noise_levels(
     """
     batch, frames = shape_BT
     rng_prefix, rng_levels, rng_context = jax.random.split(rng, 3)
-    clean_BT, _ = sample_clean_prefix(
+    clean_BT, length_B = sample_clean_prefix(
         rng_prefix,
         batch,
         frames,
@@ -97,4 +99,9 @@ def training_noise_levels(
     )
     noisy_levels = sample_noise_levels(rng_levels, shape_BT, config, chunk=chunk)
     clean_levels = context_levels(rng_context, shape_BT, config.context_noise, chunk=chunk)
+    if config.blind_suffix_prob > 0.0:
+        rng_blind = jax.random.fold_in(rng, 1)  # a stream of its own: the others stay as they were
+        blind_B = jax.random.bernoulli(rng_blind, config.blind_suffix_prob, (batch,))
+        blind_B = blind_B & (length_B > 0)
+        noisy_levels = jnp.where(blind_B[:, None], 1.0, noisy_levels)
     return jnp.where(clean_BT, clean_levels, noisy_levels), clean_BT

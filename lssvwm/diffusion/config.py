@@ -41,6 +41,13 @@ class DiffusionConfig:
     clean_prefix_prob / clean_prefix_min_fraction: long-context training (paper: 0.5 and 0.5):
       with this probability a sample keeps a clean prefix *longer than* this fraction of the
       window (whole chunks; at least one noisy unit left); the loss covers the noisy frames only.
+    blind_suffix_prob: with this probability a sample *with* a clean prefix has every frame after
+      it at level 1 (pure noise), so its loss asks for frames from the prefix and the actions
+      alone -- as generating far ahead does, and the memory probe's blind protocol. Under
+      independent levels a frame almost always has a partly visible frame just before it (a level
+      of 0.9 still shows a flat-coloured 16x16 view), so next-frame copying explains most of the
+      loss and retrieving a view from far back is a rare signal; blind suffixes make it common.
+      0 (default): plain clean-prefix diffusion forcing, the paper's recipe.
     context_noise: the level c at which the sampler feeds context and committed frames back
       (0: clean). Training gives clean-prefix frames levels uniform in [0, c] to match.
     sampler_steps / sampler_eta / clip_x0: DDIM steps per generated unit, DDIM's eta (0:
@@ -59,6 +66,7 @@ class DiffusionConfig:
     chunk_synchronous: bool = True
     clean_prefix_prob: float = 0.5
     clean_prefix_min_fraction: float = 0.5
+    blind_suffix_prob: float = 0.0
     context_noise: float = 0.0
     sampler_steps: int = 20
     sampler_eta: float = 0.0
@@ -98,6 +106,7 @@ class DiffusionConfig:
             "noise_power",
             "clean_prefix_prob",
             "clean_prefix_min_fraction",
+            "blind_suffix_prob",
             "context_noise",
             "sampler_eta",
         ):
@@ -121,6 +130,10 @@ class DiffusionConfig:
         if not 0.0 <= self.clean_prefix_prob <= 1.0:
             raise ValueError(
                 f"diffusion.clean_prefix_prob must be in [0, 1], got {self.clean_prefix_prob}"
+            )
+        if not 0.0 <= self.blind_suffix_prob <= 1.0:
+            raise ValueError(
+                f"diffusion.blind_suffix_prob must be in [0, 1], got {self.blind_suffix_prob}"
             )
         if not 0.0 <= self.clean_prefix_min_fraction < 1.0:
             raise ValueError(

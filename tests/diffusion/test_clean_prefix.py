@@ -116,3 +116,19 @@ def test_training_levels_put_the_prefix_at_the_context_level(context_noise):
         )
     pairs = level.reshape(2000, 4, 2)
     np.testing.assert_array_equal(pairs[..., 0], pairs[..., 1])  # chunk-synchronous (default)
+
+
+@pytest.mark.parametrize("blind_suffix_prob", [0.0, 0.5, 1.0])
+def test_blind_suffix_puts_every_frame_after_the_prefix_at_pure_noise(blind_suffix_prob):
+    config = DiffusionConfig(clean_prefix_prob=0.6, blind_suffix_prob=blind_suffix_prob)
+    fn = jax.jit(training_noise_levels, static_argnums=(1, 2), static_argnames="chunk")
+    level, clean = map(np.asarray, fn(jax.random.key(5), (4000, 8), config, chunk=1))
+    has_prefix = clean[:, 0]
+    suffix_all_pure = np.array([np.all(row[~c] == 1.0) for row, c in zip(level, clean)])
+    assert not suffix_all_pure[~has_prefix].any()  # no prefix: plain diffusion forcing
+    np.testing.assert_allclose(suffix_all_pure[has_prefix].mean(), blind_suffix_prob, atol=0.03)
+    assert np.all(level[clean] == 0)  # the prefix stays clean
+    plain = DiffusionConfig(clean_prefix_prob=0.6)
+    level0, _ = map(np.asarray, fn(jax.random.key(5), (4000, 8), plain, chunk=1))
+    unchanged = ~suffix_all_pure | ~has_prefix
+    np.testing.assert_array_equal(level[unchanged], level0[unchanged])  # other draws unchanged
