@@ -124,7 +124,9 @@ def test_blind_suffix_puts_every_frame_after_the_prefix_at_pure_noise(blind_suff
     fn = jax.jit(training_noise_levels, static_argnums=(1, 2), static_argnames="chunk")
     level, clean = map(np.asarray, fn(jax.random.key(5), (4000, 8), config, chunk=1))
     has_prefix = clean[:, 0]
-    suffix_all_pure = np.array([np.all(row[~c] == 1.0) for row, c in zip(level, clean, strict=True)])
+    suffix_all_pure = np.array(
+        [np.all(row[~c] == 1.0) for row, c in zip(level, clean, strict=True)]
+    )
     assert not suffix_all_pure[~has_prefix].any()  # no prefix: plain diffusion forcing
     np.testing.assert_allclose(suffix_all_pure[has_prefix].mean(), blind_suffix_prob, atol=0.03)
     assert np.all(level[clean] == 0)  # the prefix stays clean
