@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
+from lssvwm.config_schema import check_known_keys
 from lssvwm.data import maze_explorer, maze_grid, maze_render, tfds_common
 
 SPLIT_CODES = {"train": 0, "test": 1, "reasoning": 2}
@@ -86,10 +87,7 @@ class Maze3dParams:
 
     @classmethod
     def from_dict(cls, params: Mapping[str, Any]) -> Maze3dParams:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"unknown maze3d parameter(s) {unknown}; known: {sorted(known)}")
+        check_known_keys("data.maze3d", params, [f.name for f in dataclasses.fields(cls)])
         return cls(**params)
 
     def to_dict(self) -> dict[str, Any]:

@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
+from lssvwm.config_schema import check_known_keys
 from lssvwm.data import tfds_common
 from lssvwm.data.memory_maze_env import (
     MAZE_SIZES,
@@ -77,15 +78,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
 
 def _complete_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """DEFAULT_PARAMS overridden by `params`, checked; canonical JSON values."""
-    unknown = sorted(set(params) - set(DEFAULT_PARAMS))
-    if unknown:
-        raise ValueError(
-            f"unknown memory_maze parameter(s) {unknown}; known: {sorted(DEFAULT_PARAMS)}"
-        )
+    check_known_keys("data.memory_maze", params, DEFAULT_PARAMS)
     full = json.loads(json.dumps({**DEFAULT_PARAMS, **params}, sort_keys=True))
-    unknown = sorted(set(full["explorer"]) - {f.name for f in dataclasses.fields(ExplorerConfig)})
-    if unknown:
-        raise ValueError(f"unknown memory_maze explorer parameter(s) {unknown}")
+    explorer_fields = [f.name for f in dataclasses.fields(ExplorerConfig)]
+    check_known_keys("data.memory_maze.explorer", full["explorer"], explorer_fields)
     for name in ("episode_length", "segment_length", "train_episodes", "test_episodes"):
         if not isinstance(full[name], int) or full[name] < 1:
             raise ValueError(f"memory_maze {name} must be a positive integer, got {full[name]}")

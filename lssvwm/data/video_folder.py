@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
+from lssvwm.config_schema import check_known_keys
 from lssvwm.data import episodes as episodes_lib
 from lssvwm.data import tfds_common
 
@@ -181,11 +182,7 @@ class VideoFolder(tfds_common.EpisodeDatasetBuilder):
     @classmethod
     def complete_params(cls, params: Mapping[str, Any]) -> dict:
         """Validates params, makes the path absolute and fingerprints the folder."""
-        unknown = sorted(set(params) - set(default_params()))
-        if unknown:
-            raise ValueError(
-                f"unknown video_folder parameter(s) {unknown}; known: {sorted(default_params())}"
-            )
+        check_known_keys("data.video_folder", params, default_params())
         params = {**default_params(), **params}
         params["path"] = (
             os.path.abspath(os.path.expanduser(params["path"])) if params["path"] else ""

@@ -18,6 +18,8 @@ from typing import Any
 
 import ml_collections
 
+from lssvwm.config_schema import parse_section
+
 SCHEDULES = ("cosine", "linear_logsnr", "ddpm_linear")
 TARGETS = ("v", "eps", "x0")
 NOISE_DISTRIBUTIONS = ("uniform", "logit_normal", "power")
@@ -75,17 +77,7 @@ class DiffusionConfig:
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> DiffusionConfig:
         """From a dict or ConfigDict (`config.diffusion`); unknown keys raise a ValueError."""
-        if isinstance(mapping, DiffusionConfig):
-            return mapping
-        if hasattr(mapping, "to_dict"):
-            mapping = mapping.to_dict()
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(mapping) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown diffusion config key(s) {unknown}; known keys: {sorted(known)}"
-            )
-        return cls(**mapping)
+        return parse_section(cls, mapping, "diffusion")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

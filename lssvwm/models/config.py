@@ -24,6 +24,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from lssvwm.config_schema import as_tuples, parse_section
 from lssvwm.nn.attention import FrameWindow
 from lssvwm.nn.blockwise import resolve_block_size
 from lssvwm.nn.embed import ACTION_MODES
@@ -35,13 +36,6 @@ MEMORY_LAYERS = ("input", "all")  # where projected memory enters: before block 
 DEPTH_POOLS = ("min", "center")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 FULL_FRAME = "full"
-
-
-def _as_tuple(value):
-    """Lists (also nested, as ConfigDicts hold them) -> tuples, so the config is hashable."""
-    if isinstance(value, list | tuple):
-        return tuple(_as_tuple(v) for v in value)
-    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,13 +98,7 @@ class WorldModelConfig:
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> WorldModelConfig:
         """From a dict or ConfigDict (`config.model`); unknown keys raise a ValueError."""
-        if hasattr(mapping, "to_dict"):
-            mapping = mapping.to_dict()
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(mapping) - known)
-        if unknown:
-            raise ValueError(f"unknown model config key(s) {unknown}; known keys: {sorted(known)}")
-        return cls(**{k: _as_tuple(v) for k, v in mapping.items()})
+        return parse_section(cls, mapping, "model")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -177,8 +165,8 @@ class WorldModelConfig:
     # ---- validation ---------------------------------------------------------------------------
 
     def __post_init__(self):
-        object.__setattr__(self, "image_size", _as_tuple(self.image_size))
-        object.__setattr__(self, "block_sizes", _as_tuple(self.block_sizes))
+        object.__setattr__(self, "image_size", as_tuples(self.image_size))
+        object.__setattr__(self, "block_sizes", as_tuples(self.block_sizes))
         if len(self.image_size) != 2:
             raise ValueError(f"image_size must be (H, W), got {self.image_size!r}")
         h, w = self.image_size
@@ -224,7 +212,10 @@ class WorldModelConfig:
             if not self.block_sizes:
                 raise ValueError("block_sizes needs at least one entry")
             for layer in range(len(self.block_sizes)):
-                self.layer_block_size(layer)  # raises for sizes that do not tile the grid
+                try:
+                    self.layer_block_size(layer)  # raises for sizes that do not tile the grid
+                except ValueError as error:
+                    raise ValueError(f"block_sizes: {error}") from None
         self.window  # noqa: B018 -- validates window, chunk and max_frames
         if self.uses_spatial_memory:
             self._check_spatial_memory()

@@ -1,5 +1,12 @@
 """SPMD scale-out: the device mesh, train-state and batch shardings (see mesh.py)."""
 
-from lssvwm.parallel.mesh import DEFAULT_RULES, MESH_AXES, Parallel, default_config, mesh_shape
+from lssvwm.parallel.mesh import (
+    DEFAULT_RULES,
+    MESH_AXES,
+    MeshConfig,
+    Parallel,
+    default_config,
+    mesh_shape,
+)
 
-__all__ = ["DEFAULT_RULES", "MESH_AXES", "Parallel", "default_config", "mesh_shape"]
+__all__ = ["DEFAULT_RULES", "MESH_AXES", "MeshConfig", "Parallel", "default_config", "mesh_shape"]

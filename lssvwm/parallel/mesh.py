@@ -21,6 +21,7 @@ clusters are detected by JAX) and feeds only its own rows of the global batch.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -32,7 +33,9 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+from ml_collections import config_dict
 
+from lssvwm.config_schema import ConfigError, check_known_keys, parse_section
 from lssvwm.nn.partitioning import parameter_specs
 
 MESH_AXES = ("data", "fsdp")
@@ -40,10 +43,72 @@ DEFAULT_RULES = (("batch", ("data", "fsdp")), ("embed", "fsdp"))
 _TRAIN_STATE_PARAM_TREES = ("params", "ema")
 
 
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    """The validated `mesh` section.
+
+    axes: mesh axis sizes, `data` and `fsdp` (one may be -1: the devices left over).
+    rules: (logical axis name, mesh axis or axes) pairs (lssvwm/nn/partitioning.py).
+    distributed: start JAX's multi-process runtime before anything else (one process per host).
+    coordinator_address / num_processes / process_id: where and who, for
+      `jax.distributed.initialize`; all None where JAX detects the cluster (TPU pods, SLURM).
+    """
+
+    axes: dict = dataclasses.field(default_factory=lambda: {"data": -1, "fsdp": 1})
+    rules: tuple = DEFAULT_RULES
+    distributed: bool = False
+    coordinator_address: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+
+    @classmethod
+    def from_mapping(cls, mapping) -> MeshConfig:
+        """From a config's `mesh` section (None: the defaults); errors name the key."""
+        return parse_section(cls, mapping, "mesh")
+
+    def __post_init__(self):
+        check_known_keys("mesh.axes", self.axes, MESH_AXES)
+        object.__setattr__(self, "axes", dict(self.axes))
+        object.__setattr__(
+            self, "rules", tuple((name, _as_axis(axis)) for name, axis in self.rules)
+        )
+        placement = (self.coordinator_address, self.num_processes, self.process_id)
+        if any(value is not None for value in placement) and not self.distributed:
+            raise ConfigError(
+                "mesh.coordinator_address", "and the other process keys need mesh.distributed=True"
+            )
+        if any(value is None for value in placement) and any(v is not None for v in placement):
+            raise ConfigError(
+                "mesh.coordinator_address",
+                "/ num_processes / process_id: give all three, or none (cluster detection)",
+            )
+        if self.num_processes is not None:
+            if self.num_processes < 1:
+                raise ConfigError("mesh.num_processes", f"must be >= 1, got {self.num_processes}")
+            if not 0 <= self.process_id < self.num_processes:
+                raise ConfigError(
+                    "mesh.process_id",
+                    f"must be in [0, {self.num_processes}), got {self.process_id}",
+                )
+            host, _, port = self.coordinator_address.rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(
+                    "mesh.coordinator_address",
+                    f"must be HOST:PORT, got {self.coordinator_address!r}",
+                )
+
+
 def default_config() -> ml_collections.ConfigDict:
     """A config file's `mesh` section: plain data parallelism over all devices."""
     return ml_collections.ConfigDict(
-        dict(axes={"data": -1, "fsdp": 1}, rules=DEFAULT_RULES, distributed=False)
+        dict(
+            axes={"data": -1, "fsdp": 1},
+            rules=DEFAULT_RULES,
+            distributed=False,
+            coordinator_address=config_dict.placeholder(str),
+            num_processes=config_dict.placeholder(int),
+            process_id=config_dict.placeholder(int),
+        )
     )
 
 
@@ -92,26 +157,19 @@ class Parallel:
 
     @classmethod
     def from_config(cls, section, devices: Sequence[jax.Device] | None = None) -> Parallel:
-        if section is None:
-            section = default_config()
-        if hasattr(section, "to_dict"):
-            section = section.to_dict()
-        unknown = sorted(set(section) - {"axes", "rules", "distributed"})
-        if unknown:
-            raise ValueError(
-                f"unknown mesh config key(s) {unknown}; known: axes, rules, distributed"
-            )
-        if section.get("distributed", False) and jax.process_count() == 1:
-            jax.distributed.initialize()
+        """The mesh of a `mesh` section (a MeshConfig, a mapping or None: the defaults) over
+        `devices` (default: every device of every process; multi-process runs must have started
+        the runtime first, `lssvwm.parallel.distributed`)."""
+        section = MeshConfig.from_mapping(section)
         devices = jax.devices() if devices is None else list(devices)
-        sizes = mesh_shape(section.get("axes", {"data": -1}), len(devices))
+        sizes = mesh_shape(section.axes, len(devices))
         mesh = jax.make_mesh(
             tuple(sizes.values()),
             tuple(sizes),
             axis_types=(jax.sharding.AxisType.Auto,) * len(sizes),
             devices=devices,
         )
-        return cls(mesh, section.get("rules", DEFAULT_RULES))
+        return cls(mesh, section.rules)
 
     @property
     def batch_parts(self) -> int:

@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 
 import ml_collections
 
+from lssvwm.config_schema import check_known_keys
 from lssvwm.diffusion import DiffusionConfig, allowed_prefix_lengths
 
 KINDS = ("none", "stages", "linear")
@@ -199,11 +200,7 @@ class Curriculum:
         values = default_config().to_dict()
         if section is not None:
             given = section.to_dict() if hasattr(section, "to_dict") else dict(section)
-            unknown = sorted(set(given) - set(_FIELDS))
-            if unknown:
-                raise ValueError(
-                    f"unknown curriculum config key(s) {unknown}; known keys: {sorted(_FIELDS)}"
-                )
+            check_known_keys("curriculum", given, _FIELDS)
             values.update(given)
         kind = values["kind"]
         common = dict(

@@ -1,6 +1,6 @@
 """The optimizer of a config's `optimizer` section: AdamW, linear warm-up + cosine decay, clipping.
 
-    tx, schedule = make_optimizer(config.optimizer, total_steps)
+    tx, schedule = make_optimizer(OptimizerConfig.from_mapping(config.optimizer), total_steps)
 
 Fields of the section (`default_config()`):
   learning_rate   peak learning rate, reached after `warmup_steps`
@@ -15,61 +15,54 @@ Fields of the section (`default_config()`):
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import ml_collections
 import optax
 
-_FIELDS = (
-    "learning_rate",
-    "warmup_steps",
-    "end_fraction",
-    "b1",
-    "b2",
-    "eps",
-    "weight_decay",
-    "grad_clip",
-    "ema_decay",
-)
+from lssvwm.config_schema import ConfigError, parse_section, section_dict
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """The validated `optimizer` section (fields: the module docstring)."""
+
+    learning_rate: float = 1e-3
+    warmup_steps: int = 100
+    end_fraction: float = 0.1
+    b1: float = 0.9
+    b2: float = 0.99
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+
+    @classmethod
+    def from_mapping(cls, mapping) -> OptimizerConfig:
+        return parse_section(cls, mapping, "optimizer")
+
+    def __post_init__(self):
+        if self.learning_rate <= 0:
+            raise ConfigError("optimizer.learning_rate", f"must be > 0, got {self.learning_rate}")
+        if self.warmup_steps < 0:
+            raise ConfigError("optimizer.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        if not 0 <= self.end_fraction <= 1:
+            raise ConfigError(
+                "optimizer.end_fraction", f"must be in [0, 1], got {self.end_fraction}"
+            )
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError("optimizer.ema_decay", f"must be in [0, 1), got {self.ema_decay}")
+        if self.grad_clip < 0:
+            raise ConfigError("optimizer.grad_clip", f"must be >= 0, got {self.grad_clip}")
 
 
 def default_config() -> ml_collections.ConfigDict:
     """The default `optimizer` section of a config file."""
-    return ml_collections.ConfigDict(
-        dict(
-            learning_rate=1e-3,
-            warmup_steps=100,
-            end_fraction=0.1,
-            b1=0.9,
-            b2=0.99,
-            eps=1e-8,
-            weight_decay=0.01,
-            grad_clip=1.0,
-            ema_decay=0.999,
-        )
-    )
+    return ml_collections.ConfigDict(section_dict(OptimizerConfig()))
 
 
-def check_config(section) -> None:
-    """Raises a ValueError naming a missing, unknown or out-of-range field."""
-    keys = set(section.keys())
-    missing, unknown = sorted(set(_FIELDS) - keys), sorted(keys - set(_FIELDS))
-    if missing or unknown:
-        raise ValueError(
-            f"optimizer section: missing {missing}, unknown {unknown} (fields: {list(_FIELDS)})"
-        )
-    if section.learning_rate <= 0:
-        raise ValueError(f"optimizer.learning_rate must be > 0, got {section.learning_rate}")
-    if section.warmup_steps < 0 or int(section.warmup_steps) != section.warmup_steps:
-        raise ValueError(f"optimizer.warmup_steps must be an int >= 0, got {section.warmup_steps}")
-    if not 0 <= section.end_fraction <= 1:
-        raise ValueError(f"optimizer.end_fraction must be in [0, 1], got {section.end_fraction}")
-    if not 0 <= section.ema_decay < 1:
-        raise ValueError(f"optimizer.ema_decay must be in [0, 1), got {section.ema_decay}")
-    if section.grad_clip < 0:
-        raise ValueError(f"optimizer.grad_clip must be >= 0, got {section.grad_clip}")
-
-
-def learning_rate_schedule(section, total_steps: int) -> optax.Schedule:
+def learning_rate_schedule(section: OptimizerConfig, total_steps: int) -> optax.Schedule:
     """Linear warm-up to the peak, then cosine decay to `end_fraction` of it at `total_steps`."""
     warmup = int(section.warmup_steps)
     return optax.warmup_cosine_decay_schedule(
@@ -86,10 +79,11 @@ def _decay_mask(params):
 
 
 def make_optimizer(
-    section, total_steps: int
+    section: OptimizerConfig, total_steps: int
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """(optax transformation, learning-rate schedule) for the `optimizer` section."""
-    check_config(section)
+    """(optax transformation, learning-rate schedule) for the `optimizer` section (an
+    OptimizerConfig, or a mapping parsed into one)."""
+    section = OptimizerConfig.from_mapping(section)
     schedule = learning_rate_schedule(section, total_steps)
     parts = []
     if section.grad_clip > 0:

@@ -47,6 +47,7 @@ import ml_collections
 import optax
 from flax import nnx
 
+from lssvwm.config_schema import check_known_keys
 from lssvwm.diffusion import DiffusionConfig, NoiseSchedule, diffusion_forcing_loss
 from lssvwm.models.inputs import model_frames
 from lssvwm.training.state_policies import FIELDS as POLICY_FIELDS
@@ -105,9 +106,7 @@ class StateConfig:
         if section is None:
             return cls()
         given = section.to_dict() if hasattr(section, "to_dict") else dict(section)
-        unknown = sorted(set(given) - set(_FIELDS))
-        if unknown:
-            raise ValueError(f"unknown state config key(s) {unknown}; known keys: {list(_FIELDS)}")
+        check_known_keys("state", given, _FIELDS)
         defaults = default_config().to_dict()
         return cls(
             carry=given.get("carry", defaults["carry"]),
