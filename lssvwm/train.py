@@ -30,41 +30,31 @@ configs/ablation_curriculum.py and configs/ablation_state.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import resource
 import signal
+import sys
 import time
+from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 from absl import app, flags, logging
-from flax import nnx
 from ml_collections import config_flags
 
 from lssvwm.data import pipeline, sources
-from lssvwm.diffusion import DiffusionConfig
-from lssvwm.models import WorldModel, WorldModelConfig, count_parameters, inputs
-from lssvwm.nn.embed import ACTION_FIELDS
-from lssvwm.parallel import Parallel
+from lssvwm.models import count_parameters, inputs
+from lssvwm.run_spec import RunSpec
 from lssvwm.training import evaluation, videos
+from lssvwm.training.build import BuiltRun, build
 from lssvwm.training.checkpointing import Checkpoints
-from lssvwm.training.curriculum import Curriculum
 from lssvwm.training.metrics import MetricWriter, Progress, format_duration
-from lssvwm.training.optimizer import make_optimizer
-from lssvwm.training.state_carrying import (
-    StateConfig,
-    carry_batch_size,
-    init_carry,
-    make_stateful_train_step,
-)
-from lssvwm.training.train_state import (
-    init_train_state,
-    make_train_step,
-    model_from_state,
-    split_model,
-)
+from lssvwm.training.state_carrying import carry_batch_size
+from lssvwm.training.train_state import model_from_state
+from lssvwm.training.train_step import STREAM_FIELDS
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/x.py[:arg]).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, results).")
@@ -77,10 +67,6 @@ RESUMABLE_WITH_CHANGES = ("model.remat", "model.ssm_chunk_size")
 def peak_memory_bytes() -> int:
     """Peak resident memory of this process (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-# Stream fields a stateful train step reads beside frames and actions (slot positions, resets).
-STREAM_FIELDS = ("episode_start", "episode_id", "start_frame")
 
 
 def model_batch(raw: dict, model_config, stream_fields: tuple[str, ...] = ()) -> dict:
@@ -107,7 +93,7 @@ def check_windows_within_episodes(raw: dict) -> None:
 WEIGHT_ITEMS = ("params", "rest", "ema")
 
 
-def warm_start(state, abstract_state, source: str, workdir: pathlib.Path, model_meta: dict):
+def warm_start(state, target, source: str, workdir: pathlib.Path, model_meta: dict):
     """`state` (a fresh step 0) with the weights of the newest checkpoint of run `source`.
 
     For fine-tuning a trained run under another training recipe (e.g. a state-carrying policy):
@@ -123,7 +109,7 @@ def warm_start(state, abstract_state, source: str, workdir: pathlib.Path, model_
     source_checkpoints = Checkpoints(source_dir)
     try:
         weights, step, _ = source_checkpoints.restore_weights(
-            {key: abstract_state[key] for key in WEIGHT_ITEMS},
+            {key: target[key] for key in WEIGHT_ITEMS},
             {"model": model_meta},
             unchecked=RESUMABLE_WITH_CHANGES,
         )
@@ -162,143 +148,123 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
-    """Trains (or resumes) the run in `workdir` to `config.training.steps`; returns eval_final."""
-    started = time.perf_counter()
-    workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
-    training, eval_section = config.training, config.eval
+@dataclasses.dataclass(frozen=True)
+class RunData:
+    """The run's episodes: the train split, the eval split and its fixed held-out windows."""
 
-    # ---------------------------------------------------------------------------------------
-    # Model and diffusion.
-    # ---------------------------------------------------------------------------------------
-    model_config = WorldModelConfig.from_mapping(config.model)
-    diffusion_config = DiffusionConfig.from_mapping(config.diffusion)
-    if model_config.action_mode not in ACTION_FIELDS:
-        raise ValueError(f"no data field for action_mode {model_config.action_mode!r}")
-    num_params = count_parameters(model_config)
-    logging.info("model: %s mixer, %s parameters", model_config.mixer, f"{num_params:,}")
-    curriculum = Curriculum.from_config(
-        config.get("curriculum"),
-        window_length=int(training.window_length),
-        batch_size=int(training.batch_size),
-        unit=model_config.unit,
-    )
-    curriculum.check_clean_prefix(diffusion_config, model_config.unit)
-    state_config = StateConfig.from_config(config.get("state"))
-    state_config.check_model(model_config)
-    if curriculum.num_stages > 1:
-        logging.info("curriculum: %s", curriculum.describe())
-    if state_config.stateful:
-        logging.info("state: %s", state_config.to_dict())
+    train: Any
+    eval: Any
+    heldout: dict
 
-    # ---------------------------------------------------------------------------------------
-    # Data (built into config.data.data_dir on first use; a no-op once built).
-    # ---------------------------------------------------------------------------------------
+
+def open_data(spec: RunSpec) -> RunData:
+    """The splits (built into data.data_dir on first use; a no-op once built)."""
     begin = time.perf_counter()
-    fields = inputs.episode_fields(model_config)
-    stored = sources.stored_fields(config.data)  # before building or compiling anything
-    inputs.check_fields_present(model_config, stored, f"dataset {config.data.dataset!r}")
-    train_source = sources.open_split(config.data, config.data.train_split, fields)
-    eval_source = sources.open_split(config.data, config.data.eval_split, fields)
+    fields = inputs.episode_fields(spec.model)
+    data = spec.data.section()
+    train_source = sources.open_split(data, spec.data.train_split, fields)
+    eval_source = sources.open_split(data, spec.data.eval_split, fields)
     logging.info("data ready in %.1fs: %s", time.perf_counter() - begin, train_source)
     data_hw = tuple(train_source[0]["frames"].shape[1:3])
-    if data_hw != tuple(model_config.image_size):
+    if data_hw != tuple(spec.model.image_size):
         raise ValueError(
-            f"data frames are {data_hw} but model.image_size is {model_config.image_size}"
+            f"data frames are {data_hw} but model.image_size is {spec.model.image_size}"
         )
+    windows = pipeline.fixed_windows(
+        eval_source, spec.training.window_length, spec.eval.num_windows, seed=spec.eval.seed
+    )
+    return RunData(train_source, eval_source, model_batch(windows, spec.model))
 
-    # ---------------------------------------------------------------------------------------
-    # Train state: fresh, or the newest checkpoint.
-    # ---------------------------------------------------------------------------------------
-    total_steps = int(training.steps)
-    model = WorldModel(model_config, rngs=nnx.Rngs(config.seed))
-    graphdef, _, _ = split_model(model)
-    tx, schedule = make_optimizer(config.optimizer, total_steps)
-    parallel = Parallel.from_config(config.get("mesh"))  # one device, a GPU node or a pod
-    state = init_train_state(model, tx)
-    meta = {"model": model_config.to_dict(), "diffusion": diffusion_config.to_dict()}
-    # Only non-default sections enter the meta, so runs without them resume as before.
-    if curriculum.num_stages > 1:
-        meta["curriculum"] = curriculum.as_tuples()
-    if state_config.stateful:
-        meta["state"] = state_config.to_dict()
-    meta = json.loads(json.dumps(meta))  # tuples -> lists, as JSON restores them
-    checkpoints = Checkpoints(workdir / "checkpoints", keep=int(training.keep_checkpoints))
-    if state_config.stateful:
-        # The carry's shapes follow the batch size of the stage of the step it is saved at.
-        carry_step = checkpoints.latest_step() or 0
-        state["carry"] = init_carry(model, curriculum.stage_at(carry_step).batch_size)
-    del model
-    data_state = {"step": 0}
-    abstract_state = parallel.abstract_train_state(state, tx)
-    state = jax.device_put(state, jax.tree.map(lambda a: a.sharding, abstract_state))
-    restored = checkpoints.restore_latest(abstract_state, meta, unchecked=RESUMABLE_WITH_CHANGES)
+
+def restore_or_start(run: BuiltRun, checkpoints: Checkpoints, workdir: pathlib.Path):
+    """(state, carry, data position) of the newest checkpoint, or step 0 (from the weights of
+    `training.init_from` when given)."""
+    spec = run.spec
+    # The carry's shapes follow the batch size of the stage of the step it is saved at.
+    carry_batch = spec.curriculum.stage_at(checkpoints.latest_step() or 0).batch_size
+    target = run.checkpoint_target(carry_batch)
+    restored = checkpoints.restore_latest(
+        target, spec.checkpoint_meta, unchecked=RESUMABLE_WITH_CHANGES
+    )
     if restored is not None:
-        state, data_state, _ = restored
-        logging.info("resumed from %s at step %d", checkpoints.directory, int(state["step"]))
-    elif training.get("init_from"):
-        state = warm_start(state, abstract_state, str(training.init_from), workdir, meta["model"])
-    step = int(state["step"])
+        saved, data_state, _ = restored
+        logging.info("resumed from %s at step %d", checkpoints.directory, int(saved["step"]))
+        carry = saved.pop("carry", None)
+        return saved, carry, data_state
+    state = run.init_state()
+    if spec.training.init_from:
+        state = warm_start(
+            state, target, spec.training.init_from, workdir, spec.checkpoint_meta["model"]
+        )
+    return state, run.init_carry(carry_batch), {"step": 0}
 
-    # ---------------------------------------------------------------------------------------
-    # Training loop.
-    # ---------------------------------------------------------------------------------------
-    writer = MetricWriter(workdir)
-    heldout = model_batch(
-        pipeline.fixed_windows(
-            eval_source,
-            int(training.window_length),
-            int(eval_section.num_windows),
-            seed=int(eval_section.seed),
-        ),
-        model_config,
-    )
-    eval_kwargs = dict(
-        context_frames=int(eval_section.context_frames),
-        noise_levels=tuple(eval_section.noise_levels),
-        batch_size=int(eval_section.batch_size),
-        seed=int(eval_section.seed),
-    )
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, source: str = "config"
+) -> dict:
+    """Trains (or resumes) the run of `config` in `workdir`; returns its eval_final figures.
+    The config is validated first (`RunSpec`): a mistake fails in one line naming the key."""
+    return train(RunSpec.from_config(config, source=source), workdir)
+
+
+def train(spec: RunSpec, workdir: str | pathlib.Path) -> dict:
+    """Trains (or resumes) the run of `spec` in `workdir` to `training.steps`; returns
+    eval_final (see the module docstring for what the run writes)."""
+    started = time.perf_counter()
+    workdir = pathlib.Path(workdir)
+    primary = is_primary()
+    if primary:
+        workdir.mkdir(parents=True, exist_ok=True)
+        text = spec.config.to_json_best_effort(indent=2, sort_keys=True)
+        (workdir / "config.json").write_text(text)
+    training = spec.training
+    num_params = count_parameters(spec.model)
+    logging.info("model: %s mixer, %s parameters", spec.model.mixer, f"{num_params:,}")
+    if spec.curriculum.num_stages > 1:
+        logging.info("curriculum: %s", spec.curriculum.describe())
+    if spec.state.stateful:
+        logging.info("state: %s", spec.state.to_dict())
+    data = open_data(spec)
+    run = build(spec)
+    checkpoints = Checkpoints(workdir / "checkpoints", keep=training.keep_checkpoints)
+    state, carry, data_state = restore_or_start(run, checkpoints, workdir)
+    step = int(state["step"])
+    writer = MetricWriter(workdir, enabled=primary)
     compilations = 0
-    if step < total_steps:
+    if step < training.steps:
         windows_class = (
-            pipeline.ConsecutiveWindows if state_config.carry else pipeline.TrainingWindows
+            pipeline.ConsecutiveWindows if spec.state.carry else pipeline.TrainingWindows
         )
         windows = windows_class(
-            train_source,
-            stages=curriculum.as_tuples(),
-            seed=int(config.seed),
+            data.train,
+            stages=spec.curriculum.as_tuples(),
+            seed=spec.seed,
             start_step=int(data_state["step"]),
             process_index=jax.process_index(),  # each host reads its own rows of the batch
             process_count=jax.process_count(),
         )
-        step_kwargs = dict(
-            ema_decay=float(config.optimizer.ema_decay), seed=int(config.seed), schedule=schedule
-        )
-        if state_config.stateful:
-            train_step = make_stateful_train_step(
-                graphdef, diffusion_config, tx, state_config, **step_kwargs
-            )
-        else:
-            train_step = make_train_step(graphdef, diffusion_config, tx, **step_kwargs)
-        stream_fields = STREAM_FIELDS if state_config.stateful else ()
-        progress = Progress(total_steps, step)
+        train_step = run.make_train_step()
+        stream_fields = STREAM_FIELDS if spec.state.stateful else ()
+        progress = Progress(training.steps, step)
         stop = StopRequest()
         previous_handlers = stop.install()
         last_saved = started_at = step
+
+        def save(step):
+            saved = state if carry is None else {**state, "carry": carry}
+            checkpoints.save(step, saved, data_state=windows.get_state(), meta=spec.checkpoint_meta)
+
         try:
-            while step < total_steps:
+            while step < training.steps:
                 raw = next(windows)
-                if state_config.carry:
+                if spec.state.carry:
                     check_windows_within_episodes(raw)
-                batch = parallel.place_batch(model_batch(raw, model_config, stream_fields))
-                with parallel.activate():
-                    state, metrics = train_step(state, batch)
+                batch = run.parallel.place_batch(model_batch(raw, spec.model, stream_fields))
+                with run.parallel.activate():
+                    state, carry, metrics = train_step(state, carry, batch)
                 step += 1
-                stage = curriculum.stage_at(step)
-                if stage.start_step == step and step < total_steps:
+                stage = spec.curriculum.stage_at(step)
+                if stage.start_step == step and step < training.steps:
                     logging.info(
                         "curriculum stage %d after step %d: %d frames x %d windows",
                         stage.index,
@@ -306,52 +272,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                         stage.window_length,
                         stage.batch_size,
                     )
-                if state_config.stateful and carry_batch_size(state["carry"]) != stage.batch_size:
-                    # A stage with another batch size: a fresh carry (all slots restart there).
-                    state["carry"] = init_carry(model_from_state(graphdef, state), stage.batch_size)
+                    if carry is not None and carry_batch_size(carry) != stage.batch_size:
+                        carry = run.init_carry(stage.batch_size)  # every slot restarts there
                 first = step == started_at + 1
-                if first or step % int(training.log_every) == 0 or step == total_steps:
-                    loss = float(metrics["loss"])
-                    if not np.isfinite(loss):
-                        raise FloatingPointError(f"loss is {loss} at step {step}")
-                    if int(metrics.get("stream_breaks", 0)):
-                        raise RuntimeError(
-                            f"step {step}: {int(metrics['stream_breaks'])} slot(s) got a window "
-                            "that does not continue their carried state (data or schedule "
-                            "changed under a resumed run?)"
-                        )
-                    rate = progress.rate(step)
-                    if first:  # its rate includes compilation; later ones are training speed
-                        progress.reset_clock(step)
-                    writer.write(step, {**metrics, "steps_per_sec": rate})
-                    logging.info(progress.line(step, loss, rate))
-                if step % int(training.checkpoint_every) == 0 or step == total_steps:
-                    checkpoints.save(step, state, data_state=windows.get_state(), meta=meta)
+                if first or step % training.log_every == 0 or step == training.steps:
+                    log_step(writer, progress, step, metrics, first)
+                if step % training.checkpoint_every == 0 or step == training.steps:
+                    save(step)
                     last_saved = step
-                if int(training.eval_every) and step % int(training.eval_every) == 0:
-                    figures = evaluation.evaluate(
-                        graphdef, state, heldout, diffusion_config, **eval_kwargs
-                    )
-                    writer.write(
-                        step, {f"eval/{k}": v for k, v in figures.items() if isinstance(v, float)}
-                    )
-                    logging.info("eval at step %d: %s", step, _summary(figures))
-                if int(training.sample_every) and step % int(training.sample_every) == 0:
-                    _sample(
-                        config,
-                        graphdef,
-                        state,
-                        diffusion_config,
-                        eval_source,
-                        workdir,
-                        step,
-                    )
+                if training.eval_every and step % training.eval_every == 0:
+                    evaluate_into(writer, run, state, data, step)
+                if training.sample_every and step % training.sample_every == 0:
+                    write_sample(run, state, data.eval, workdir, step)
                 if stop.signum is not None:
                     raise KeyboardInterrupt(f"signal {stop.signum}")
         except KeyboardInterrupt:
             if step > last_saved and not stop.forced:
                 logging.warning("interrupted at step %d: saving a checkpoint", step)
-                checkpoints.save(step, state, data_state=windows.get_state(), meta=meta)
+                save(step)
             checkpoints.close()
             writer.close()
             raise
@@ -363,30 +301,63 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         logging.info("training already finished at step %d", step)
     checkpoints.close()
 
-    # ---------------------------------------------------------------------------------------
-    # Final evaluation and sample video (skipped when this step's results exist).
-    # ---------------------------------------------------------------------------------------
+    # The final figures and sample video (skipped when this step's results exist).
     final_path = workdir / "eval_final.json"
     if final_path.exists() and json.loads(final_path.read_text()).get("step") == step:
         logging.info("eval_final.json is already at step %d: not recomputed", step)
         writer.close()
         return json.loads(final_path.read_text())
-    figures = evaluation.evaluate(graphdef, state, heldout, diffusion_config, **eval_kwargs)
-    _sample(config, graphdef, state, diffusion_config, eval_source, workdir, step)
+    figures = evaluate_into(writer, run, state, data, step)
+    write_sample(run, state, data.eval, workdir, step)
     results = {
         "step": step,
         **figures,
         "num_params": int(num_params),
-        "mixer": model_config.mixer,
+        "mixer": spec.model.mixer,
         "wall_seconds_this_run": round(time.perf_counter() - started, 1),
         "train_step_compilations_this_run": compilations,
         "peak_memory_bytes": peak_memory_bytes(),
     }
-    final_path.write_text(json.dumps(results, indent=2) + "\n")
-    writer.write(step, {f"eval/{k}": v for k, v in figures.items() if isinstance(v, float)})
+    if primary:
+        final_path.write_text(json.dumps(results, indent=2) + "\n")
     writer.close()
     logging.info("eval_final (step %d): %s", step, _summary(results))
     return results
+
+
+def log_step(writer: MetricWriter, progress: Progress, step: int, metrics, first: bool) -> None:
+    """Checks and writes a logged step's metrics and the progress line."""
+    loss = float(metrics["loss"])
+    if not np.isfinite(loss):
+        raise FloatingPointError(f"loss is {loss} at step {step}")
+    if int(metrics.get("stream_breaks", 0)):
+        raise RuntimeError(
+            f"step {step}: {int(metrics['stream_breaks'])} slot(s) got a window that does not "
+            "continue their carried state (data or schedule changed under a resumed run?)"
+        )
+    rate = progress.rate(step)
+    if first:  # its rate includes compilation; later ones are training speed
+        progress.reset_clock(step)
+    writer.write(step, {**metrics, "steps_per_sec": rate})
+    logging.info(progress.line(step, loss, rate))
+
+
+def evaluate_into(writer: MetricWriter, run: BuiltRun, state, data: RunData, step: int) -> dict:
+    """The held-out figures of `state` (lssvwm.training.evaluation), logged and written."""
+    spec = run.spec
+    figures = evaluation.evaluate(
+        run.graphdef,
+        state,
+        data.heldout,
+        spec.diffusion,
+        context_frames=spec.eval.context_frames,
+        noise_levels=spec.eval.noise_levels,
+        batch_size=spec.eval.batch_size,
+        seed=spec.eval.seed,
+    )
+    writer.write(step, {f"eval/{k}": v for k, v in figures.items() if isinstance(v, float)})
+    logging.info("eval at step %d: %s", step, _summary(figures))
+    return figures
 
 
 def _summary(figures: dict) -> str:
@@ -394,24 +365,29 @@ def _summary(figures: dict) -> str:
     return "  ".join(f"{k} {figures[k]:.4f}" for k in keys)
 
 
-def _sample(config, graphdef, state, diffusion_config, eval_source, workdir, step):
-    """Writes samples/step_<step>.gif (EMA weights) when `sample.num_windows` > 0."""
-    section = config.sample
-    if int(section.num_windows) <= 0:
+def write_sample(run: BuiltRun, state, eval_source, workdir: pathlib.Path, step: int) -> None:
+    """samples/step_<step>.gif (EMA weights) when `sample.num_windows` > 0 (process 0 only)."""
+    section = run.spec.sample
+    if section.num_windows <= 0 or not is_primary():
         return
     begin = time.perf_counter()
     raw = pipeline.fixed_windows(
-        eval_source, int(section.window_length), int(section.num_windows), seed=int(section.seed)
+        eval_source, section.window_length, section.num_windows, seed=section.seed
     )
     path = videos.write_sample_video(
-        model_from_state(graphdef, state, ema=True),
-        diffusion_config.replace(sampler_steps=int(section.sampler_steps)),
+        model_from_state(run.graphdef, state, ema=True),
+        run.spec.diffusion.replace(sampler_steps=section.sampler_steps),
         raw,
-        int(section.context_frames),
+        section.context_frames,
         workdir / "samples" / f"step_{step}.gif",
-        jax.random.PRNGKey(int(section.seed)),
+        jax.random.PRNGKey(section.seed),
     )
     logging.info("sample video %s (%s)", path, format_duration(time.perf_counter() - begin))
+
+
+def is_primary() -> bool:
+    """Whether this process writes the run's files (process 0 of a multi-process run)."""
+    return jax.process_index() == 0
 
 
 class _DropLibraryChatter:
@@ -427,8 +403,13 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if _CONFIG.value is None or _WORKDIR.value is None:
         raise app.UsageError("--config and --workdir are required")
+    source = config_flags.get_config_filename(flags.FLAGS["config"])
+    try:
+        spec = RunSpec.from_config(_CONFIG.value, source=source)
+    except ValueError as error:  # a config mistake: one line, before anything compiles
+        sys.exit(f"error: {error}")
     logging.info("JAX devices: %s", jax.devices())
-    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    train(spec, _WORKDIR.value)
 
 
 if __name__ == "__main__":

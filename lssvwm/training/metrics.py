@@ -28,20 +28,27 @@ def _scalar(value) -> float:
 
 
 class MetricWriter:
-    """Appends scalars to `workdir/metrics.jsonl` and to TensorBoard events under `workdir/tb`."""
+    """Appends scalars to `workdir/metrics.jsonl` and to TensorBoard events under `workdir/tb`.
 
-    def __init__(self, workdir: str | pathlib.Path):
+    `enabled=False` (every process but the first of a multi-process run) writes nothing and
+    opens no file; `write` still returns the record."""
+
+    def __init__(self, workdir: str | pathlib.Path, *, enabled: bool = True):
         workdir = pathlib.Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
         self.jsonl_path = workdir / "metrics.jsonl"
-        self._jsonl = open(self.jsonl_path, "a")  # noqa: SIM115 - closed in close()
-        self._tb = SummaryWriter(logdir=str(workdir / "tb"))
+        self.enabled = enabled
+        if enabled:
+            workdir.mkdir(parents=True, exist_ok=True)
+            self._jsonl = open(self.jsonl_path, "a")  # noqa: SIM115 - closed in close()
+            self._tb = SummaryWriter(logdir=str(workdir / "tb"))
 
     def write(self, step: int, scalars: Mapping[str, object]) -> dict[str, float]:
         """Writes one record; returns it as floats (non-finite values are kept as NaN/inf)."""
         record = {"step": int(step)}
         for name, value in scalars.items():
             record[name] = _scalar(value)
+        if not self.enabled:
+            return record
         # JSON has no NaN/inf: write them as strings so every line stays valid JSON.
         printable = {k: (v if math.isfinite(v) else str(v)) for k, v in record.items()}
         self._jsonl.write(json.dumps(printable) + "\n")
@@ -53,8 +60,9 @@ class MetricWriter:
         return record
 
     def close(self) -> None:
-        self._jsonl.close()
-        self._tb.close()
+        if self.enabled:
+            self._jsonl.close()
+            self._tb.close()
 
 
 def format_duration(seconds: float) -> str:

@@ -1,9 +1,9 @@
 """State carrying (truncated BPTT) and initial-state policies in the train step.
 
     state_config = StateConfig.from_config(config.state)       # section: default_config()
-    state["carry"] = init_carry(model, batch_size)              # the carried part of the state
-    train_step = make_stateful_train_step(graphdef, diffusion_config, tx, state_config, ...)
-    state, metrics = train_step(state, batch)                   # jitted, donating
+    carry = init_carry(model, batch_size)                       # what one window hands on
+    train_step = make_train_step(graphdef, diffusion_config, tx, state_config, ...)
+    state, carry, metrics = train_step(state, carry, batch)     # lssvwm/training/train_step.py
 
 With `carry`, the trainer reads consecutive windows per batch slot (`ConsecutiveWindows`) and
 each window starts from the model state at the end of the slot's previous window: per layer
@@ -21,10 +21,10 @@ state; "noisy" carries the training pass's own final state instead (no extra pas
 built from noisy frames at random levels).
 
 Without `carry`, windows are random and independent, and each starts from the policy's initial
-state: the zero state (the plain trainer; `make_train_step` does this without a carry), noise,
+state: the zero state (the plain trainer: no carry at all), noise,
 or -- state passing -- the final states of the previous step's windows.
 
-The carry is part of the train state, so checkpoints hold it with the model: the cache, and
+The carry is saved in every checkpoint beside the train state: the cache, and
 each slot's episode id and next frame (its position in its episode), which lets a resumed run
 continue every slot's stream exactly. Its shapes depend on the batch size only (never on the
 window length), so a curriculum stage that keeps the batch keeps the carry's shapes; a stage
@@ -44,24 +44,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
-from flax import nnx
 
 from lssvwm.config_schema import check_known_keys
-from lssvwm.diffusion import DiffusionConfig, NoiseSchedule, diffusion_forcing_loss
-from lssvwm.models.inputs import model_frames
+from lssvwm.diffusion import DiffusionConfig, NoiseSchedule
 from lssvwm.training.state_policies import FIELDS as POLICY_FIELDS
 from lssvwm.training.state_policies import ResetPolicy
-from lssvwm.training.train_state import (
-    TrainState,
-    apply_gradients,
-    jit_counting_traces,
-)
 
 CARRY_SOURCES = ("clean", "noisy")
 _FIELDS = ("carry", "carry_source", *POLICY_FIELDS)
 # fold_in constant that separates the state-policy randomness from the loss's draw of a step.
-_POLICY_STREAM = 0x5717E
+POLICY_STREAM = 0x5717E
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -201,100 +193,3 @@ def slot_resets(state_config: StateConfig, carry, batch, window_length: int, rng
     window_index = batch["start_frame"] // window_length
     reset = state_config.policy.reset_mask(window_index, episode_start | ~continues, rng)
     return reset, breaks
-
-
-# ---- the train step ---------------------------------------------------------------------------
-
-
-def make_stateful_train_step(
-    graphdef,
-    diffusion_config: DiffusionConfig,
-    tx: optax.GradientTransformation,
-    state_config: StateConfig,
-    *,
-    ema_decay: float,
-    seed: int,
-    schedule: optax.Schedule | None = None,
-):
-    """The jitted step `(state, batch) -> (state, metrics)` of a state with a `carry`, donating
-    `state`. Same update as `make_train_step` (same loss draw for the same step), but the window
-    starts from the carried/initial state. Extra metrics: reset_fraction, stream_breaks.
-
-    `batch`: `frames` uint8 [b, t, H, W, C] and `actions`; with carrying also `episode_start`,
-    `episode_id` and `start_frame` [b] (a `ConsecutiveWindows` batch).
-    """
-    base_rng = jax.random.PRNGKey(seed)
-    policy = state_config.policy
-
-    def train_step(state: TrainState, batch: Mapping[str, jax.Array]):
-        step = state["step"]
-        rng = jax.random.fold_in(base_rng, step)  # the loss's draw, as in make_train_step
-        rng_reset, rng_initial, rng_clean = jax.random.split(
-            jax.random.fold_in(rng, _POLICY_STREAM), 3
-        )
-        model = nnx.merge(graphdef, state["params"], state["rest"])
-        frames = model_frames(batch, model.config)
-        actions = batch["actions"]
-        window_length = frames.shape[1]
-        carry = state["carry"]
-        if carry_batch_size(carry) != frames.shape[0]:
-            raise ValueError(
-                f"the carry has {carry_batch_size(carry)} slots but the batch "
-                f"{frames.shape[0]}: call fit_carry when the batch size changes"
-            )
-        reset_B, breaks = slot_resets(state_config, carry, batch, window_length, rng_reset)
-        initial = jax.lax.stop_gradient(
-            policy.initial_state(model, carry["cache"], reset_B, rng_initial)
-        )
-
-        def loss_fn(params):
-            model = nnx.merge(graphdef, params, state["rest"])
-            final = {}
-
-            def model_fn(noisy, level, actions, **memory_inputs):
-                prediction, final["cache"] = model.prefill(
-                    noisy, level, actions, initial, **memory_inputs
-                )
-                return prediction
-
-            model_fn.reads_clean_frames = model.reads_clean_frames
-
-            loss, metrics = diffusion_forcing_loss(
-                model_fn,
-                {"frames": frames, "actions": actions},
-                rng,
-                diffusion_config,
-                chunk=model.unit,
-            )
-            return loss, (metrics, final["cache"])
-
-        (loss, (metrics, noisy_final)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state["params"]
-        )
-        if not state_config.keeps_final_state:
-            next_cache = carry["cache"]
-        elif state_config.carry_source == "clean":
-            next_cache = clean_pass_cache(
-                model, frames, actions, initial, diffusion_config, rng_clean
-            )
-        else:
-            next_cache = noisy_final
-        if "episode_id" in batch and "start_frame" in batch:
-            episode_id = jnp.asarray(batch["episode_id"], jnp.int32)
-            next_frame = jnp.asarray(batch["start_frame"], jnp.int32) + window_length
-        else:
-            episode_id, next_frame = carry["episode_id"], carry["next_frame"]
-        next_carry = {
-            "cache": jax.lax.stop_gradient(next_cache),
-            "episode_id": episode_id,
-            "next_frame": next_frame,
-        }
-        new_state, update_metrics = apply_gradients(
-            {**state, "carry": next_carry}, grads, tx, ema_decay, schedule
-        )
-        metrics = {**metrics, "loss": loss, **update_metrics}
-        metrics["reset_fraction"] = jnp.mean(reset_B.astype(jnp.float32))
-        metrics["stream_breaks"] = breaks
-        return new_state, metrics
-
-    return jit_counting_traces(train_step, donate_argnums=(0,))

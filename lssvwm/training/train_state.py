@@ -1,20 +1,13 @@
-"""The train state (a plain pytree) and the jitted, donating train step.
+"""The train state: a plain pytree of the model's weights, the optimizer state and the EMA.
 
     state = init_train_state(model, tx)           # {"step", "params", "rest", "opt_state", "ema"}
-    train_step = make_train_step(graphdef, diffusion_config, tx, ema_decay, seed)
-    state, metrics = train_step(state, batch)     # jitted; the old state's buffers are donated
-    train_step.trace_count()                      # compilations so far (one per batch shape)
+    state, metrics = apply_gradients(state, grads, tx, ema_decay)   # inside the train step
 
 The model lives in the state as NNX `State` trees split from its graph (`nnx.split(model,
 nnx.Param, ...)`): `params` are trained, `rest` holds any non-parameter variables unchanged, and
 `graphdef` (static) rebuilds the module inside the step with `nnx.merge`. A functional state keeps
-checkpointing (one pytree) and donation (every buffer is an argument) simple.
-
-`batch` is host data: `frames` uint8 [b, t, H, W, C] (scaled to [-1, 1] inside the step, so the
-host sends a quarter of the bytes), `depth` float32 [b, t, H, W] for RGB-D models, and
-`actions` (what `lssvwm.models.inputs.model_actions` makes of the episode fields). The step's
-noise draw is `fold_in(PRNGKey(seed), step)`: a pure function of the step, so a resumed run
-draws exactly what an uninterrupted one would.
+checkpointing (one pytree) and donation (every buffer is an argument) simple. The step that
+updates it is lssvwm/training/train_step.py; lssvwm/training/build.py makes it, sharded.
 """
 
 from __future__ import annotations
@@ -27,9 +20,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from lssvwm.diffusion import DiffusionConfig, diffusion_forcing_loss
 from lssvwm.models import WorldModel
-from lssvwm.models.inputs import model_frames
 from lssvwm.training.ema import ema_decay_at, ema_update
 
 TrainState = dict[str, Any]
@@ -56,6 +47,7 @@ def initial_state_shapes(model_config, tx: optax.GradientTransformation):
     """(graphdef, the step-0 train state as `jax.ShapeDtypeStruct`s) of a `WorldModelConfig`,
     computed from shapes only (eager initialisers would compile one op per parameter shape):
     a checkpoint's restore target, or the input of an ahead-of-time compile."""
+
     def build():
         return WorldModel(model_config, rngs=nnx.Rngs(0))
 
@@ -70,39 +62,6 @@ def model_from_state(graphdef, state: Mapping[str, Any], *, ema: bool = False) -
 
 def tree_norm(tree) -> jax.Array:
     return optax.tree.norm(tree)
-
-
-def make_train_step(
-    graphdef,
-    diffusion_config: DiffusionConfig,
-    tx: optax.GradientTransformation,
-    *,
-    ema_decay: float,
-    seed: int,
-    schedule: optax.Schedule | None = None,
-):
-    """The jitted step `(state, batch) -> (state, metrics)`, donating `state`.
-
-    Metrics: the diffusion-forcing metrics (loss, loss per level bin, ...), grad_norm (before
-    clipping), param_norm, ema_decay, learning_rate (when `schedule` is given).
-    """
-    base_rng = jax.random.PRNGKey(seed)
-
-    def train_step(state: TrainState, batch: Mapping[str, jax.Array]):
-        step = state["step"]
-        rng = jax.random.fold_in(base_rng, step)
-        model_config = nnx.merge(graphdef, state["params"], state["rest"]).config
-        model_batch = {"frames": model_frames(batch, model_config), "actions": batch["actions"]}
-
-        def loss_fn(params):
-            model = nnx.merge(graphdef, params, state["rest"])
-            return diffusion_forcing_loss(model, model_batch, rng, diffusion_config)
-
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        new_state, update_metrics = apply_gradients(state, grads, tx, ema_decay, schedule)
-        return new_state, {**metrics, "loss": loss, **update_metrics}
-
-    return jit_counting_traces(train_step, donate_argnums=(0,))
 
 
 def jit_counting_traces(fn, **jit_kwargs):

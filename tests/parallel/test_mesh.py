@@ -31,7 +31,7 @@ def test_bad_meshes_name_the_problem(axes, devices, match):
 
 
 def test_unknown_mesh_key_is_named():
-    with pytest.raises(ValueError, match="unknown mesh config key"):
+    with pytest.raises(ValueError, match="mesh.rulez is unknown"):
         Parallel.from_config({"axes": {"data": -1}, "rulez": ()})
 
 
@@ -54,7 +54,10 @@ SHARDED_STEP = textwrap.dedent(
     from lssvwm.models import WorldModel, WorldModelConfig
     from lssvwm.parallel import Parallel
     from lssvwm.training.optimizer import make_optimizer
-    from lssvwm.training.train_state import init_train_state, make_train_step, split_model
+    from lssvwm.run_spec import RunSpec
+    from lssvwm.training.build import build
+    from lssvwm.training.train_state import init_train_state, split_model
+    from lssvwm.training.train_step import make_train_step
 
     config = load_config("configs/quickstart.py:tiny")
     model = WorldModel(WorldModelConfig.from_mapping(config.model), rngs=nnx.Rngs(0))
@@ -67,20 +70,26 @@ SHARDED_STEP = textwrap.dedent(
     batches = [{"frames": rng.integers(0, 256, (8, 8, 16, 16, 3), dtype=np.uint8),
                 "actions": rng.integers(0, 5, (8, 8), dtype=np.int32)} for _ in range(2)]
 
-    def run(state, parallel=None):
-        if parallel is not None:
-            state = parallel.place_train_state(state, tx)
+    def run(state, built=None):
+        if built is not None:  # the trainer's path: explicit shardings from build()
+            state = jax.device_put(state, built.state_shardings)
+            sharded_step = built.make_train_step()
         for batch in batches:
-            if parallel is None:
-                state, metrics = step(state, batch)
+            if built is None:
+                state, _, metrics = step(state, None, batch)
             else:
-                with parallel.activate():
-                    state, metrics = step(state, parallel.place_batch(batch))
+                with built.parallel.activate():
+                    batch = built.parallel.place_batch(batch)
+                    state, _, metrics = sharded_step(state, None, batch)
         return state, metrics
 
     reference, ref_metrics = run(jax.tree.map(np.copy, state))
-    parallel = Parallel.from_config({"axes": {"data": 2, "fsdp": -1}})
-    sharded, metrics = run(jax.tree.map(np.copy, state), parallel)
+    sections = config.to_dict()
+    sections["mesh"]["axes"] = {"data": 2, "fsdp": -1}
+    sections["training"].update(steps=10, batch_size=8)  # the reference's schedule and batch
+    sections["optimizer"]["ema_decay"] = 0.9
+    built = build(RunSpec.from_config(sections, check_data=False))
+    sharded, metrics = run(jax.tree.map(np.copy, state), built)
     kernel = sharded["params"]["blocks"][0]["mlp"]["fc_in"]["kernel"][...]
     assert tuple(kernel.sharding.spec)[:1] == ("fsdp",), kernel.sharding  # [embed, mlp]
     assert any("fsdp" in str(x.sharding.spec) for x in jax.tree.leaves(sharded["opt_state"]))

@@ -8,7 +8,8 @@ from lssvwm.config_loading import load_config
 from lssvwm.diffusion import DiffusionConfig
 from lssvwm.models import WorldModel, WorldModelConfig
 from lssvwm.training.optimizer import make_optimizer
-from lssvwm.training.train_state import init_train_state, make_train_step, split_model
+from lssvwm.training.train_state import init_train_state, split_model
+from lssvwm.training.train_step import make_train_step
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ def trained_state(tiny_parts, tiny_step_fn, make_batch):
     step_fn = tiny_step_fn
     state = fresh_state()
     for i in range(3):
-        state, _ = step_fn(state, make_batch(model_config, seed=i))
+        state, _, _ = step_fn(state, None, make_batch(model_config, seed=i))
     return jax.tree.map(np.array, state)
 
 

@@ -15,8 +15,8 @@ def test_one_train_step_changes_params_and_gives_finite_loss(tiny_parts, tiny_st
     ema_before = jax.tree.map(np.array, state["ema"])
     batch = make_batch(model_config)
     # Step 0 has learning rate 0 (warm-up from 0): take two steps so the update is non-zero.
-    state, metrics0 = step_fn(state, batch)
-    state, metrics = step_fn(state, batch)
+    state, _, metrics0 = step_fn(state, None, batch)
+    state, _, metrics = step_fn(state, None, batch)
     assert int(state["step"]) == 2
     for m in (metrics0, metrics):
         assert np.isfinite(float(m["loss"])) and float(m["loss"]) > 0
@@ -43,7 +43,7 @@ def test_train_step_donates_the_old_state(tiny_parts, tiny_step_fn, make_batch):
     step_fn = tiny_step_fn
     state = fresh_state()
     old_leaf = jax.tree.leaves(state["params"])[0]
-    new_state, _ = step_fn(state, make_batch(model_config))
+    new_state, _, _ = step_fn(state, None, make_batch(model_config))
     assert old_leaf.is_deleted(), "the train step should donate (reuse) the state's buffers"
     assert not jax.tree.leaves(new_state["params"])[0].is_deleted()
 
@@ -52,7 +52,7 @@ def test_train_step_is_a_pure_function_of_state_and_step(tiny_parts, tiny_step_f
     graphdef, fresh_state, tx, schedule, diffusion, model_config = tiny_parts
     step_fn = tiny_step_fn
     batch = make_batch(model_config, seed=1)
-    a, metrics_a = step_fn(fresh_state(), batch)
-    b, metrics_b = step_fn(fresh_state(), batch)
+    a, _, metrics_a = step_fn(fresh_state(), None, batch)
+    b, _, metrics_b = step_fn(fresh_state(), None, batch)
     assert float(metrics_a["loss"]) == float(metrics_b["loss"])
     jax.tree.map(np.testing.assert_array_equal, a["params"], b["params"])
