@@ -40,50 +40,28 @@ def _force_cpu_devices(count: int) -> None:
 def compiled_train_step_memory(config, *, window: int | None = None, batch: int | None = None):
     """(record, compiled step) for `config` (an ml_collections config of `lssvwm.train`)."""
     import jax
-    import numpy as np
 
-    from lssvwm.diffusion import DiffusionConfig
-    from lssvwm.models import WorldModelConfig, count_parameters
-    from lssvwm.parallel import Parallel
-    from lssvwm.training.optimizer import make_optimizer
-    from lssvwm.training.train_state import initial_state_shapes, make_train_step
+    from lssvwm.models import count_parameters
+    from lssvwm.run_spec import RunSpec
+    from lssvwm.training.build import build
 
-    model_config = WorldModelConfig.from_mapping(config.model.to_dict())
-    diffusion = DiffusionConfig.from_mapping(config.diffusion)
-    window = int(window or config.training.window_length)
-    batch = int(batch or config.training.batch_size)
-    tx, schedule = make_optimizer(config.optimizer, int(config.training.steps))
-    graphdef, abstract_state = initial_state_shapes(model_config, tx)
-    parallel = Parallel.from_config(config.get("mesh"))
+    spec = RunSpec.from_config(config, check_data=False)
+    window = int(window or spec.training.window_length)
+    batch = int(batch or spec.training.batch_size)
+    run = build(spec)  # the trainer's build: same state, shardings and step
+    parallel = run.parallel
     if batch % parallel.batch_parts:
         raise ValueError(
             f"batch {batch} does not split {parallel.batch_parts} ways over the batch axes"
         )
-    state = parallel.abstract_train_state(abstract_state, tx)
-    h, w = model_config.image_size
-    if model_config.action_mode == "discrete":
-        actions = ((batch, window), np.int32)
-    else:
-        actions = ((batch, window, 3), np.float32)
-    fields = {
-        "frames": ((batch, window, h, w, model_config.channels), np.uint8),
-        "actions": actions,
-    }
-    batch_spec = {
-        name: jax.ShapeDtypeStruct(shape, dtype, sharding=parallel.batch_sharding(len(shape)))
-        for name, (shape, dtype) in fields.items()
-    }
-    step = make_train_step(
-        graphdef,
-        diffusion,
-        tx,
-        ema_decay=float(config.optimizer.ema_decay),
-        seed=0,
-        schedule=schedule,
-    )
+    model_config = spec.model
+    step = run.make_train_step()
+    state = run.abstract_state
+    carry = run.abstract_carry(batch)
+    batch_spec = run.abstract_batch(batch, window)
     begin = time.perf_counter()
     with parallel.activate():
-        compiled = step.lower(state, batch_spec).compile()
+        compiled = step.lower(state, carry, batch_spec).compile()
     compile_seconds = time.perf_counter() - begin
     analysis = compiled.memory_analysis()
     sizes = {}

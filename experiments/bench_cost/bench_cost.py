@@ -114,7 +114,8 @@ def measure_train(args, model: str, window: int, peak: dict) -> dict:
     from lssvwm.models import WorldModel, WorldModelConfig, count_parameters
     from lssvwm.train import model_batch
     from lssvwm.training.optimizer import make_optimizer
-    from lssvwm.training.train_state import init_train_state, make_train_step, split_model
+    from lssvwm.training.train_state import init_train_state, split_model
+    from lssvwm.training.train_step import make_train_step
 
     config = model_config_for(
         args,
@@ -151,7 +152,7 @@ def measure_train(args, model: str, window: int, peak: dict) -> dict:
     state = init_train_state(network, tx)
     del network
     begin = time.perf_counter()
-    compiled = step.lower(state, batch).compile()
+    compiled = step.lower(state, None, batch).compile()
     row["compile_seconds"] = round(time.perf_counter() - begin, 2)
     row.update(compiled_costs(compiled))
     limit = device_bytes_limit()
@@ -164,7 +165,7 @@ def measure_train(args, model: str, window: int, peak: dict) -> dict:
     seconds = []
     for _ in range(args.reps + 1):  # the first call is a warm-up
         begin = time.perf_counter()
-        state, metrics = compiled(state, batch)
+        state, _, metrics = compiled(state, None, batch)
         jax.block_until_ready(metrics["loss"])
         seconds.append(time.perf_counter() - begin)
     row["step_seconds"] = float(np.median(seconds[1:]))

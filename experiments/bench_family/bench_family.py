@@ -58,7 +58,8 @@ from lssvwm.evaluation.streaming import ProgressLine, stream_generate
 from lssvwm.models import WorldModel, WorldModelConfig, cache_nbytes, count_parameters, inputs
 from lssvwm.train import model_batch
 from lssvwm.training.optimizer import make_optimizer
-from lssvwm.training.train_state import init_train_state, make_train_step, split_model
+from lssvwm.training.train_state import init_train_state, split_model
+from lssvwm.training.train_step import make_train_step
 
 REFERENCE = "lssvwm"
 FRAMES = "100,1000"  # the frames N whose per-frame generation time is measured
@@ -151,14 +152,14 @@ class Member:
         # copies: the step donates its state, the rollouts keep using the model's own weights
         self.state = jax.tree.map(jnp.copy, init_train_state(self.model, tx))
         begin = time.perf_counter()
-        self.train_step = step.lower(self.state, self.batch).compile()
+        self.train_step = step.lower(self.state, None, self.batch).compile()
         self.row["train_compile_seconds"] = round(time.perf_counter() - begin, 2)
         costs = compiled_costs(self.train_step)
         self.row.update({f"train_{key}": value for key, value in costs.items()})
 
     def train_call(self):
         """One train step (the state is donated: each call continues from the last)."""
-        self.state, metrics = self.train_step(self.state, self.batch)
+        self.state, _, metrics = self.train_step(self.state, None, self.batch)
         return self.state["step"], metrics["loss"]
 
     def frames_at(self, frame: int, window: int, rep: int) -> dict:

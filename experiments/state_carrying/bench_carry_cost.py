@@ -28,8 +28,9 @@ from lssvwm.config_loading import load_config
 from lssvwm.diffusion import DiffusionConfig
 from lssvwm.models import WorldModel, WorldModelConfig, count_parameters
 from lssvwm.training.optimizer import make_optimizer
-from lssvwm.training.state_carrying import StateConfig, init_carry, make_stateful_train_step
-from lssvwm.training.train_state import init_train_state, make_train_step, split_model
+from lssvwm.training.state_carrying import StateConfig, init_carry
+from lssvwm.training.train_state import init_train_state, split_model
+from lssvwm.training.train_step import make_train_step
 
 POLICIES = {
     "plain": None,
@@ -79,20 +80,20 @@ def main():
     for name in args.policies.split(","):
         fields = POLICIES[name]
         state = jax.tree.map(jnp.copy, init_train_state(model, tx))
-        if fields is None:
-            step = make_train_step(graphdef, diffusion, tx, **step_kwargs)
-        else:
-            state_config = StateConfig.from_config(fields)
-            state_config.check_model(model_config)
-            step = make_stateful_train_step(graphdef, diffusion, tx, state_config, **step_kwargs)
-            state["carry"] = init_carry(model, batch_size)
-            carry_bytes[name] = sum(x.nbytes for x in jax.tree.leaves(state["carry"]))
-        analysis = step.lower(state, batch).compile().memory_analysis()
+        state_config = StateConfig.from_config(fields)  # None: plain training
+        state_config.check_model(model_config)
+        step = make_train_step(graphdef, diffusion, tx, state_config, **step_kwargs)
+        carry = init_carry(model, batch_size) if state_config.stateful else None
+        if carry is not None:
+            carry_bytes[name] = sum(x.nbytes for x in jax.tree.leaves(carry))
+        analysis = step.lower(state, carry, batch).compile().memory_analysis()
         temp_bytes[name] = None if analysis is None else int(analysis.temp_size_in_bytes)
-        holder = {"state": state}
+        holder = {"state": state, "carry": carry}
 
         def run(step=step, holder=holder):
-            holder["state"], metrics = step(holder["state"], batch)
+            holder["state"], holder["carry"], metrics = step(
+                holder["state"], holder["carry"], batch
+            )
             return metrics["loss"]
 
         candidates[name] = run

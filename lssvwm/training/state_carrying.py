@@ -28,7 +28,7 @@ The carry is saved in every checkpoint beside the train state: the cache, and
 each slot's episode id and next frame (its position in its episode), which lets a resumed run
 continue every slot's stream exactly. Its shapes depend on the batch size only (never on the
 window length), so a curriculum stage that keeps the batch keeps the carry's shapes; a stage
-that changes the batch starts a fresh carry (`fit_carry`), and the stream restarts all slots
+that changes the batch starts a fresh carry, and the stream restarts all slots
 at new episodes there anyway.
 
 Mixers: carrying needs a fixed-size cache, so `causal_full` (whose attention cache grows) cannot
@@ -147,14 +147,6 @@ def init_carry(model, batch_size: int) -> dict[str, Any]:
 
 def carry_batch_size(carry: Mapping[str, Any]) -> int:
     return int(carry["episode_id"].shape[0])
-
-
-def fit_carry(model, carry: Mapping[str, Any], batch_size: int) -> dict[str, Any]:
-    """`carry` itself when it has `batch_size` slots, else a fresh one (a curriculum stage that
-    changes the batch size; the stream restarts every slot at a new episode there)."""
-    if carry_batch_size(carry) == batch_size:
-        return dict(carry)
-    return init_carry(model, batch_size)
 
 
 def clean_pass_cache(model, frames_BTHWC, actions, cache, config: DiffusionConfig, rng):

@@ -20,13 +20,12 @@ from lssvwm.training.optimizer import make_optimizer
 from lssvwm.training.state_carrying import (
     StateConfig,
     clean_pass_cache,
-    fit_carry,
     init_carry,
-    make_stateful_train_step,
     slot_resets,
 )
 from lssvwm.training.state_policies import ResetPolicy
 from lssvwm.training.train_state import abstract_train_state, init_train_state
+from lssvwm.training.train_step import make_train_step
 
 DIFFUSION = DiffusionConfig(clean_prefix_prob=0.5, clean_prefix_min_fraction=0.25)
 
@@ -105,13 +104,12 @@ def _parts():
     return graphdef, state, tx, schedule
 
 
-def _fresh_state(with_carry=True):
+def _fresh_state():
+    """(train state, carry) at step 0."""
     graphdef, model_state, tx, _ = _parts()
     # Copies: the step donates its input, and micro_model's arrays are shared (cached).
     state = jax.tree.map(jnp.copy, init_train_state(nnx.merge(graphdef, model_state), tx))
-    if with_carry:
-        state["carry"] = init_carry(merged(), BATCH)
-    return state
+    return state, init_carry(merged(), BATCH)
 
 
 def _stream_batch(start_frame, episode_id=(7, 8, 9), length=WINDOW, seed=0):
@@ -130,7 +128,7 @@ def _stream_batch(start_frame, episode_id=(7, 8, 9), length=WINDOW, seed=0):
 def stateful_step(**state_fields):
     graphdef, _, tx, schedule = _parts()
     config = StateConfig.from_config(state_fields)
-    return make_stateful_train_step(
+    return make_train_step(
         graphdef, DIFFUSION, tx, config, ema_decay=0.9, seed=0, schedule=schedule
     )
 
@@ -147,10 +145,10 @@ def _assert_trees_equal(a, b):
 def test_carried_step_trains_from_the_clean_pass_state_of_the_previous_window():
     graphdef, _, _, _ = _parts()
     step = stateful_step(**CARRY)
-    state = _fresh_state()
+    state, carry = _fresh_state()
     first, second = _stream_batch(0, seed=1), _stream_batch(WINDOW, seed=2)
     params_1 = jax.tree.map(jnp.copy, state["params"])
-    state, metrics = step(state, first)
+    state, carry, metrics = step(state, carry, first)
     assert float(metrics["reset_fraction"]) == 1.0 and int(metrics["stream_breaks"]) == 0
     # Episode starts: the window starts from the empty state, as in the plain trainer.
     empty = merged().init_cache(BATCH)
@@ -158,8 +156,8 @@ def test_carried_step_trains_from_the_clean_pass_state_of_the_previous_window():
         graphdef, params_1, state["rest"], first["frames"], first["actions"], empty, 0
     )
     np.testing.assert_allclose(float(metrics["loss"]), float(loss), rtol=1e-5)
-    np.testing.assert_array_equal(state["carry"]["next_frame"], [WINDOW] * BATCH)
-    np.testing.assert_array_equal(state["carry"]["episode_id"], [7, 8, 9])
+    np.testing.assert_array_equal(carry["next_frame"], [WINDOW] * BATCH)
+    np.testing.assert_array_equal(carry["episode_id"], [7, 8, 9])
     # The carry is the clean pass of window 1 from the empty state (parameters before update).
     expected = clean_pass(
         graphdef,
@@ -170,16 +168,14 @@ def test_carried_step_trains_from_the_clean_pass_state_of_the_previous_window():
         merged().init_cache(BATCH),
         jax.random.PRNGKey(0),
     )
-    for got, want in zip(
-        jax.tree.leaves(state["carry"]["cache"]), jax.tree.leaves(expected), strict=True
-    ):
+    for got, want in zip(jax.tree.leaves(carry["cache"]), jax.tree.leaves(expected), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     # Window 2 continues: its loss is the diffusion-forcing loss from the carried state.
     # (copies: the step donates its input state)
     carried, params_2, rest = jax.tree.map(
-        jnp.copy, (state["carry"]["cache"], state["params"], state["rest"])
+        jnp.copy, (carry["cache"], state["params"], state["rest"])
     )
-    state, metrics = step(state, second)
+    state, carry, metrics = step(state, carry, second)
     assert float(metrics["reset_fraction"]) == 0.0 and int(metrics["stream_breaks"]) == 0
     loss = carried_loss(graphdef, params_2, rest, second["frames"], second["actions"], carried, 1)
     np.testing.assert_allclose(float(metrics["loss"]), float(loss), rtol=1e-5)
@@ -187,9 +183,9 @@ def test_carried_step_trains_from_the_clean_pass_state_of_the_previous_window():
 
 def test_a_slot_whose_window_does_not_continue_is_reset_and_counted():
     step = stateful_step(**CARRY)
-    state, _ = step(_fresh_state(), _stream_batch(0))
+    state, carry, _ = step(*_fresh_state(), _stream_batch(0))
     # Slot 1 jumps to another episode mid-way: not an episode start, not a continuation.
-    state, metrics = step(state, _stream_batch(WINDOW, episode_id=(7, 5, 9)))
+    state, carry, metrics = step(state, carry, _stream_batch(WINDOW, episode_id=(7, 5, 9)))
     assert int(metrics["stream_breaks"]) == 1
     assert float(metrics["reset_fraction"]) == pytest.approx(1 / 3)
 
@@ -217,15 +213,16 @@ def test_slot_resets_follow_the_policy_and_the_stream():
 
 def test_checkpoint_round_trip_of_carry_and_slot_positions_resumes_exactly(tmp_path):
     step = stateful_step(**CARRY)
-    state = _fresh_state()
+    state, carry = _fresh_state()
     for i in range(2):
-        state, _ = step(state, _stream_batch(i * WINDOW, seed=i))
-    saved = jax.tree.map(np.array, state)
+        state, carry, _ = step(state, carry, _stream_batch(i * WINDOW, seed=i))
+    saved = jax.tree.map(np.array, {**state, "carry": carry})  # as the trainer saves them
+    fresh, fresh_carry = _fresh_state()
     checkpoints = Checkpoints(tmp_path / "ckpt")
     checkpoints.save(2, saved, data_state={"step": 2}, meta={})
     checkpoints.close()
     restored, data_state, _ = Checkpoints(tmp_path / "ckpt").restore_latest(
-        abstract_train_state(_fresh_state()), {}
+        abstract_train_state({**fresh, "carry": fresh_carry}), {}
     )
     _assert_trees_equal(restored, saved)
     assert data_state == {"step": 2}
@@ -233,26 +230,29 @@ def test_checkpoint_round_trip_of_carry_and_slot_positions_resumes_exactly(tmp_p
     np.testing.assert_array_equal(restored["carry"]["episode_id"], [7, 8, 9])
     assert all(layer.kv.ring for layer in restored["carry"]["cache"].layers)
     third = _stream_batch(2 * WINDOW, seed=5)
-    uninterrupted, metrics_u = step(jax.tree.map(jnp.asarray, saved), third)
-    resumed, metrics_r = step(jax.tree.map(jnp.asarray, restored), third)
+
+    def split(tree):
+        tree = jax.tree.map(jnp.asarray, tree)
+        return {k: v for k, v in tree.items() if k != "carry"}, tree["carry"]
+
+    uninterrupted, carry_u, metrics_u = step(*split(saved), third)
+    resumed, carry_r, metrics_r = step(*split(restored), third)
     assert int(metrics_r["stream_breaks"]) == 0
     assert float(metrics_u["loss"]) == float(metrics_r["loss"])
-    _assert_trees_equal(resumed, uninterrupted)
+    _assert_trees_equal((resumed, carry_r), (uninterrupted, carry_u))
 
 
 def test_compiles_once_per_curriculum_shape_and_fit_carry_follows_the_batch():
     step = stateful_step(**CARRY)
-    state, _ = step(_fresh_state(), _stream_batch(0))  # stage 1: WINDOW frames (compiled)
+    state, carry, _ = step(*_fresh_state(), _stream_batch(0))  # stage 1: WINDOW frames
     compiled = step.trace_count()
     for i in range(3):  # stage 2: 2 * WINDOW frames, same batch: one more compile, once
-        state, metrics = step(state, _stream_batch(i * 2 * WINDOW, length=2 * WINDOW, seed=i))
+        batch = _stream_batch(i * 2 * WINDOW, length=2 * WINDOW, seed=i)
+        state, carry, metrics = step(state, carry, batch)
         assert int(metrics["stream_breaks"]) == 0
     assert step.trace_count() == compiled + 1
-    state, _ = step(state, _stream_batch(0))  # back to a known shape: no compile
+    state, carry, _ = step(state, carry, _stream_batch(0))  # back to a known shape: no compile
     assert step.trace_count() == compiled + 1
-    assert fit_carry(merged(), state["carry"], BATCH)["cache"] is state["carry"]["cache"]
-    smaller = fit_carry(merged(), state["carry"], 2)
-    assert smaller["episode_id"].shape == (2,) and int(smaller["episode_id"][0]) == -1
 
 
 def test_state_config_validation():
