@@ -31,7 +31,7 @@ from typing import Any
 
 import ml_collections
 
-from lssvwm.config_schema import ConfigError, as_dict, parse_section
+from lssvwm.config_schema import ConfigError, as_dict, check_known_keys, parse_section
 from lssvwm.diffusion import DiffusionConfig
 from lssvwm.models import WorldModelConfig, inputs
 from lssvwm.nn.embed import ACTION_FIELDS
@@ -139,14 +139,17 @@ class DataConfig:
 
     @classmethod
     def from_mapping(cls, mapping) -> DataConfig:
+        from lssvwm.data.sources import DATASET_BUILDERS
+
         given = as_dict(mapping)
         dataset = given.get("dataset")
-        parsed = parse_section(cls, {k: v for k, v in given.items() if k != dataset}, "data")
-        generator = given.get(dataset)
-        if generator is not None:
-            items = tuple(sorted(as_dict(generator).items()))
-            parsed = dataclasses.replace(parsed, generator=items)
-        return parsed
+        if dataset not in DATASET_BUILDERS:
+            known = ", ".join(sorted(DATASET_BUILDERS))
+            raise ConfigError("data.dataset", f"{dataset!r} is unknown (known: {known})")
+        keys = [f.name for f in dataclasses.fields(cls) if f.name != "generator"]
+        check_known_keys("data", given, (*keys, dataset))
+        generator = tuple(sorted(as_dict(given.pop(dataset, None)).items()))
+        return parse_section(cls, {**given, "generator": generator}, "data")
 
     def section(self) -> ml_collections.ConfigDict:
         """The ConfigDict the data layer (lssvwm.data.sources) reads."""
@@ -161,9 +164,6 @@ class DataConfig:
         naming `data.<dataset>` for a generator parameter its builder rejects."""
         from lssvwm.data import sources
 
-        if self.dataset not in sources.DATASET_BUILDERS:
-            known = ", ".join(sorted(sources.DATASET_BUILDERS))
-            raise ConfigError("data.dataset", f"{self.dataset!r} is unknown (known: {known})")
         try:
             return sources.stored_fields(self.section())
         except ConfigError:

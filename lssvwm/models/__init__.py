@@ -2,6 +2,7 @@
 
 from lssvwm.models.config import MIXERS, WorldModelConfig
 from lssvwm.models.params import (
+    abstract_model,
     count_parameters,
     depth_for_parameter_budget,
     parameter_report,
@@ -13,6 +14,7 @@ __all__ = [
     "StreamCache",
     "WorldModel",
     "WorldModelConfig",
+    "abstract_model",
     "cache_nbytes",
     "count_parameters",
     "depth_for_parameter_budget",

@@ -8,9 +8,10 @@ sharded train state and its train step.
     target = run.checkpoint_target(batch_size)   # what a checkpoint restores into
 
 The trainer (lssvwm/train.py) and the ahead-of-time memory tool (experiments/aot_memory) build
-their runs here; evaluation loads weights into the same graph (`model_shapes`). Nothing is ever
-initialised eagerly on one device and then moved: the initial state is computed by a jitted
-function whose outputs carry the mesh's shardings, so a model that only fits sharded can start.
+their runs here; evaluation loads weights into the same graph (`lssvwm.models.abstract_model`,
+which this build splits too). Nothing is initialised eagerly on one device and then moved: the
+initial state comes from a jitted function whose outputs carry the mesh's shardings, so a
+model that only fits sharded can start.
 """
 
 from __future__ import annotations
@@ -25,21 +26,13 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from lssvwm.models import WorldModel, WorldModelConfig
+from lssvwm.models import WorldModel, abstract_model
 from lssvwm.parallel import Parallel
 from lssvwm.run_spec import RunSpec
 from lssvwm.training.optimizer import make_optimizer
 from lssvwm.training.state_carrying import init_carry
 from lssvwm.training.train_state import TrainState, init_train_state, split_model
 from lssvwm.training.train_step import STREAM_FIELDS, make_train_step
-
-
-def model_shapes(model_config: WorldModelConfig, seed: int = 0):
-    """(graphdef, abstract params, abstract rest) of the model, from shapes only."""
-    graphdef, params, rest = split_model(
-        nnx.eval_shape(lambda: WorldModel(model_config, rngs=nnx.Rngs(seed)))
-    )
-    return graphdef, params, rest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +67,8 @@ class BuiltRun:
         return jax.tree.map(lambda _: NamedSharding(self.parallel.mesh, P()), tree)
 
     def _fresh_carry(self, batch_size: int):
-        model = nnx.eval_shape(lambda: WorldModel(self.spec.model, rngs=nnx.Rngs(0)))
-        return init_carry(model, batch_size)  # from the config's shapes: no weights needed
+        # From the config's shapes: the empty cache needs no weights.
+        return init_carry(abstract_model(self.spec.model), batch_size)
 
     def abstract_carry(self, batch_size: int):
         """The carry's shapes (None without a state policy)."""
@@ -162,7 +155,7 @@ def build(spec: RunSpec, *, devices=None) -> BuiltRun:
                 f"{jax.process_count()} processes"
             )
     tx, schedule = make_optimizer(spec.optimizer, spec.training.steps)
-    graphdef, _, _ = model_shapes(spec.model, spec.seed)
+    graphdef, _, _ = split_model(abstract_model(spec.model))
     shapes = jax.eval_shape(
         lambda: init_train_state(WorldModel(spec.model, rngs=nnx.Rngs(spec.seed)), tx)
     )
