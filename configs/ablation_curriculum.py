@@ -1,4 +1,4 @@
-r"""The length-curriculum ablation on the maze3d experiment (configs/maze3d_lssvwm.py).
+r"""The length-curriculum ablation on the maze3d experiment (LSSVWM, configs/maze3d_family.py).
 
     python -m lssvwm.train --config=configs/ablation_curriculum.py:schedule=stages --workdir=DIR
 
@@ -10,16 +10,16 @@ r"""The length-curriculum ablation on the maze3d experiment (configs/maze3d_lssv
   constant_tokens    scale the batch so frames per step stay about 8 x 32 (16 x 16, then 8 x 32)
   carry              also carry the state across consecutive windows (configs/ablation_state.py's
                      `carried` policy): the windows grow, and the state runs through the episode
-  tiny               the seconds-long quickstart:tiny base (8-frame windows; stages 4 -> 8)
+  tiny               configs/base.py's seconds-long tiny size, as quickstart:tiny (8-frame
+                     windows; stages 4 -> 8)
 
 Lengths are bucketed, so jit compiles once per stage; the stage is a function of the step, so a
 resumed run continues the curriculum exactly; the clean prefix is a fraction of each stage's
 own window.
 """
 
-from configs import common, maze3d_lssvwm, quickstart
-from configs.ablation_state import with_state
-from lssvwm.training import curriculum
+from configs import base, common, maze3d_family
+from lssvwm.training import curriculum, state_carrying
 
 SCHEDULES = ("none", "stages", "linear")
 VARIANTS = (
@@ -36,7 +36,7 @@ def get_config(arg=None):
     arg = common.parse_arg(arg, schedule="stages", constant_tokens=False, carry=False, tiny=False)
     if arg.schedule not in SCHEDULES:
         raise ValueError(f"unknown curriculum schedule {arg.schedule!r}; known: {SCHEDULES}")
-    config = quickstart.get_config("tiny") if arg.tiny else maze3d_lssvwm.maze3d_config("lssvwm")
+    config = base.config(tiny=True) if arg.tiny else maze3d_family.config("lssvwm")
     final = int(config.training.window_length)  # 32 (tiny: 8)
     half = int(config.training.steps) // 2
     config.curriculum = curriculum.default_config()
@@ -48,4 +48,9 @@ def get_config(arg=None):
         config.curriculum.update(
             kind="linear", start_length=max(bucket, 4), warmup_steps=max(half, 1), bucket=bucket
         )
-    return with_state(config, "carried" if arg.carry else "plain")
+    # The state: each window from the zero state (configs/ablation_state.py's `plain` policy), or
+    # with `carry` its `carried` policy (consecutive windows, the state carried across them).
+    config.state = state_carrying.default_config()
+    if arg.carry:
+        config.state.carry = True
+    return config

@@ -2,8 +2,9 @@ r"""The state ablation: how the SSM state is handled between training windows (m
 
     python -m lssvwm.train --config=configs/ablation_state.py:policy=carried --workdir=DIR
 
-Every variant is configs/maze3d_lssvwm.py (same model, data, diffusion, optimizer, steps) with its
-`state` section set (lssvwm/training/state_carrying.py, lssvwm/training/state_policies.py):
+Every variant is the maze3d experiment (configs/maze3d_family.py: same model, data, diffusion,
+optimizer, steps) with its `state` section set (lssvwm/training/state_carrying.py,
+lssvwm/training/state_policies.py):
 
   policy=plain          random windows, each from the zero state (the maze3d config as is)
   policy=zero_reset     consecutive windows per slot (TBPTT stream), the state reset to zero at
@@ -18,13 +19,11 @@ Every variant is configs/maze3d_lssvwm.py (same model, data, diffusion, optimize
                         previous step (Buitrago Ruiz & Gu 2025)
 
 Options: `mixer=causal_window` (or any maze3d mixer that can carry: not causal_full) and `tiny`
-(the seconds-long quickstart:tiny base, for smoke runs and tests). All other fields are
-overridable as usual, e.g. `--config.state.reset_every=8`.
+(configs/base.py's seconds-long tiny size, as quickstart:tiny, for smoke runs and tests). All
+other fields are overridable as usual, e.g. `--config.state.reset_every=8`.
 """
 
-import ml_collections
-
-from configs import common, maze3d_lssvwm, quickstart
+from configs import base, common, maze3d_family
 from lssvwm.training import curriculum, state_carrying
 
 POLICIES = {
@@ -43,23 +42,17 @@ VARIANTS = tuple(f"policy={name}" for name in POLICIES) + (
 )
 
 
-def with_state(config: ml_collections.ConfigDict, policy: str) -> ml_collections.ConfigDict:
-    """`config` with a `state` section for `policy` (and a `curriculum` section, off)."""
-    if policy not in POLICIES:
-        raise ValueError(f"unknown state policy {policy!r}; known: {sorted(POLICIES)}")
-    config.state = state_carrying.default_config()
-    config.state.update(POLICIES[policy])
-    if "curriculum" not in config:
-        config.curriculum = curriculum.default_config()
-    return config
-
-
 def get_config(arg=None):
     arg = common.parse_arg(arg, policy="carried", mixer="lssvwm", tiny=False)
     if arg.tiny:
-        base = quickstart.get_config("tiny")
+        config = base.config(tiny=True)
+        if arg.mixer != "lssvwm":
+            config.model.mixer = arg.mixer
     else:
-        base = maze3d_lssvwm.maze3d_config(arg.mixer)
-    if arg.tiny and arg.mixer != "lssvwm":
-        base.model.mixer = arg.mixer
-    return with_state(base, arg.policy)
+        config = maze3d_family.config(arg.mixer)
+    if arg.policy not in POLICIES:
+        raise ValueError(f"unknown state policy {arg.policy!r}; known: {sorted(POLICIES)}")
+    config.state = state_carrying.default_config()
+    config.state.update(POLICIES[arg.policy])
+    config.curriculum = curriculum.default_config()  # off: one window length throughout
+    return config

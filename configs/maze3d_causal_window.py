@@ -1,6 +1,7 @@
-r"""configs/maze3d_lssvwm.py with the `causal_window` mixer: attention over the last W frames.
+r"""The maze3d experiment with the `causal_window` mixer: attention over the last W frames.
 
-Nine layers to match LSSVWM's parameter count (FAMILY there); everything else equal.
+Nine layers to match LSSVWM's parameter count (FAMILY in configs/maze3d_family.py); everything
+else equal.
 
 python -m lssvwm.train --config=configs/maze3d_causal_window.py --workdir=/tmp/maze3d_causal_window
 
@@ -9,12 +10,12 @@ window: LSSVWM without its SSM branch, at matched parameters (`--config.model.de
 matched layers instead, as the runs of experiments/state_carrying).
 """
 
-from configs import common, maze3d_lssvwm
+from configs import common, maze3d_family
 
 
 def get_config(arg=None):
-    arg = common.parse_arg(arg, window=maze3d_lssvwm.CONTROL_WINDOW)
-    config = maze3d_lssvwm.maze3d_config("causal_window")
+    arg = common.parse_arg(arg, window=maze3d_family.CONTROL_WINDOW)
+    config = maze3d_family.config("causal_window")
     if arg.window < 1:
         raise ValueError(f"window must be >= 1 frame, got {arg.window}")
     config.model.attention_window = arg.window

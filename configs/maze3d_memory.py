@@ -4,7 +4,7 @@ on 2 CPU cores (issue "the memory result at CPU scale").
     python -m lssvwm.train --config=configs/maze3d_memory.py:mixer=causal_full --workdir=DIR
     python -m experiments.memory.run          # every model, probes and the table (README there)
 
-The family, its parameter matching and every model field are those of `configs/maze3d_lssvwm.py`
+The family, its parameter matching and every model field are those of `configs/maze3d_family.py`
 (`FAMILY`, same layer counts); what changes, and why:
   * 16x16 frames in 8x8 patches: 4 tokens per frame instead of 16, so a step costs a fraction
     and a model trains several times more steps per hour (measured before: full-context 3.1
@@ -22,14 +22,11 @@ The family, its parameter matching and every model field are those of `configs/m
     frame); the spatial store holds the last 64 frames (the training window).
 """
 
-import ml_collections
-
-from configs import common
-from configs.maze3d_lssvwm import FAMILY, maze3d_config
+from configs import common, maze3d_family
 
 FRAME_SIZE = 16  # pixels per side, 8x8 patches: 2x2 tokens
 TRAINING_WINDOW = 64  # frames per training window
-MEMORY_WORLD = dict(  # data.maze3d fields on top of the "small" preset of maze3d_lssvwm
+MEMORY_WORLD = dict(  # data.maze3d fields on top of the maze3d family's "small" preset
     height=FRAME_SIZE,
     width=FRAME_SIZE,
     retrace_fraction=0.5,
@@ -40,12 +37,15 @@ MEMORY_WORLD = dict(  # data.maze3d fields on top of the "small" preset of maze3
     reasoning_episodes=16,
 )
 DISTANCE_EDGES = (4, 16, 64, 128)  # k, W, the training window, twice it
-VARIANTS = tuple(f"mixer={name}" for name in FAMILY if name != "lssvwm")
+VARIANTS = tuple(f"mixer={name}" for name in maze3d_family.FAMILY if name != "lssvwm")
 
 
-def memory_config(name: str) -> ml_collections.ConfigDict:
-    """Family member `name` (`configs.maze3d_lssvwm.FAMILY`) in the memory world."""
-    config = maze3d_config(name)
+def get_config(arg=None):
+    arg = common.parse_arg(arg, mixer="lssvwm")
+    if arg.mixer not in maze3d_family.FAMILY:
+        known = list(maze3d_family.FAMILY)
+        raise ValueError(f"unknown mixer {arg.mixer!r} for the memory world; known: {known}")
+    config = maze3d_family.config(arg.mixer)
     config.data.maze3d.update(MEMORY_WORLD)
     config.model.update(
         image_size=(FRAME_SIZE, FRAME_SIZE),
@@ -61,10 +61,3 @@ def memory_config(name: str) -> ml_collections.ConfigDict:
         window_length=TRAINING_WINDOW, batch_size=2, steps=3000, eval_every=1000, sample_every=0
     )
     return config
-
-
-def get_config(arg=None):
-    arg = common.parse_arg(arg, mixer="lssvwm")
-    if arg.mixer not in FAMILY:
-        raise ValueError(f"unknown mixer {arg.mixer!r} for the memory world; known: {list(FAMILY)}")
-    return memory_config(arg.mixer)

@@ -22,7 +22,7 @@ The global batch is split over the `data` axis and the parameters and optimizer 
 `experiments/aot_memory` compiles a train step ahead of time and reports what it needs.
 """
 
-from configs import common, quickstart
+from configs import base, common
 from lssvwm.data.config import maze3d_defaults
 from lssvwm.training import curriculum
 
@@ -37,7 +37,7 @@ def get_config(arg=None):
     arg = common.parse_arg(arg, mixer="lssvwm")
     if arg.mixer not in DEPTHS:
         raise ValueError(f"unknown mixer {arg.mixer!r} for the paper config; known: {list(DEPTHS)}")
-    config = quickstart.get_config()
+    config = base.config()
     config.data = maze3d_defaults("default")  # 64x64 frames, 1,024-frame episodes
     chunked = arg.mixer in ("lssvwm", "mamba2_fla")
     config.model.update(

@@ -9,25 +9,14 @@ with true vs shuffled actions and the teacher-forced next-frame PSNR vs copying 
 
 `configs/quickstart.py:tiny` is a seconds-long smoke run (tests use it with a tiny dataset).
 
-Recipe notes (CPU, 2 cores): 32x32 frames in 8x8 patches, i.e. 16 tokens per frame -- tokens
-per frame dominate the cost. The maze's motion per frame is doubled from the dataset default
-(half-metre steps, 30-degree turns) so that copying the last frame is a weak predictor and the
-actions carry real information; the actions are the discrete ones, the most direct signal.
-The model predicts the clean frame (x0), and training noise levels are skewed toward high noise
-(logit-normal, mean 1): the action signal lives there. Measured on 2 cores: 800 steps at ~1.04 s
-each, 14 min 10 s from scratch including data (4 s) and compile when timed alone (with the v
-target; the x0 run, same network and steps, shared the CPU); val loss 0.0808 vs 0.1016 with
-shuffled actions (20% lower), teacher-forced next-frame PSNR 18.67 dB vs 12.70 copying the
-last frame; peak RSS 2.1 GB.
+The quickstart is the shared base (configs/base.py: the recipe and why) with no changes.
+Measured on 2 cores: 800 steps at ~1.04 s each, 14 min 10 s from scratch including data (4 s)
+and compile when timed alone (with the v target; the x0 run, same network and steps, shared the
+CPU); val loss 0.0808 vs 0.1016 with shuffled actions (20% lower), teacher-forced next-frame PSNR
+18.67 dB vs 12.70 copying the last frame; peak RSS 2.1 GB.
 """
 
-import ml_collections
-
-from configs import common
-from lssvwm import parallel
-from lssvwm.data.config import maze3d_defaults
-from lssvwm.diffusion import default_config as diffusion_defaults
-from lssvwm.training.optimizer import default_config as optimizer_defaults
+from configs import base, common
 
 VARIANTS = ("tiny",)
 
@@ -36,116 +25,4 @@ def get_config(arg=None):
     arg = common.parse_arg(arg, variant="quickstart")
     if arg.variant not in ("quickstart", "tiny"):
         raise ValueError(f"unknown quickstart variant {arg.variant!r}: use quickstart or tiny")
-    tiny = arg.variant == "tiny"
-    config = ml_collections.ConfigDict()
-    config.seed = 0
-
-    # Data: the maze3d "small" preset (32x32), with larger motion per frame.
-    config.data = maze3d_defaults("small")
-    config.data.maze3d.steps_per_block = 2  # metres per forward step: 1/2 (default 1/4)
-    config.data.maze3d.turns_per_circle = 12  # 30 degrees per turn (default 15)
-    if tiny:
-        config.data.maze3d.update(
-            height=16,
-            width=16,
-            episode_length=64,
-            segment_length=32,
-            train_episodes=2,
-            test_episodes=2,
-            reasoning_episodes=0,
-            episodes_per_shard=2,
-        )
-
-    # Model: LSSVWM, 16 tokens per frame.
-    size = 16 if tiny else 32
-    config.model = ml_collections.ConfigDict(
-        dict(
-            image_size=(size, size),
-            channels=3,
-            patch_size=8,
-            width=32 if tiny else 128,
-            depth=2 if tiny else 4,
-            num_heads=2 if tiny else 4,
-            mlp_ratio=4.0,
-            mixer="lssvwm",
-            block_sizes=("full", (1, 1)) if tiny else ("full", (2, 2)),
-            attention_window=4,
-            attention_chunk=None,
-            max_frames=8 if tiny else 32,
-            qk_norm=True,
-            ssm_state=16 if tiny else 32,
-            ssm_head_dim=16 if tiny else 32,
-            ssm_expand=2,
-            ssm_groups=1,
-            ssm_conv_kernel=4,
-            ssm_chunk_size=32,  # measured fastest on CPU here (64: ~15% slower per step)
-            action_mode="discrete",
-            num_actions=5,
-            pose_scale=11.0,  # maze side in metres (5x5 cells)
-            relative_pose_scale=0.5,
-            frequency_dim=32 if tiny else 128,
-            noise_level_scale=1000.0,
-            dtype="float32",
-            param_dtype="float32",
-            remat=False,  # True: recompute block activations in the backward pass (memory)
-        )
-    )
-
-    # Diffusion forcing: x0-prediction, noise levels skewed toward high noise (next-frame
-    # prediction from noise is what the model is judged on), clean prefixes half the time.
-    # x0, not v or eps: an 8x8x3 patch (192 values) passes through a 128-wide token, too narrow
-    # to carry per-pixel noise, so a v/eps model cannot denoise at low noise and multi-step
-    # sampling degrades (measured: DDIM 10 steps 10.9 dB vs 16.6 dB for one step); a clean
-    # frame is low-dimensional and fits (as in Li & He 2025, "Back to Basics").
-    config.diffusion = diffusion_defaults()
-    config.diffusion.target = "x0"
-    config.diffusion.noise_distribution = "logit_normal"
-    config.diffusion.noise_logit_mean = 1.0
-    config.diffusion.noise_logit_std = 1.0
-    config.diffusion.sampler_steps = 10
-
-    config.optimizer = optimizer_defaults()
-    config.optimizer.learning_rate = 3e-3
-    config.optimizer.warmup_steps = 5 if tiny else 50
-    config.optimizer.ema_decay = 0.99
-
-    config.training = ml_collections.ConfigDict(
-        dict(
-            steps=4 if tiny else 800,
-            batch_size=2 if tiny else 8,
-            window_length=8 if tiny else 32,  # frames per training window
-            log_every=1 if tiny else 20,
-            checkpoint_every=2 if tiny else 100,
-            keep_checkpoints=3,
-            eval_every=0,  # held-out figures during training (0: only at the end)
-            sample_every=0,  # sample videos during training (0: only at the end)
-            # A trained run's workdir to take the weights from at step 0 (fine-tuning; the
-            # optimizer starts fresh; lssvwm/train.py:warm_start); "" starts from random weights.
-            init_from="",
-        )
-    )
-    # Devices: data parallel over all of them (one CPU here); e.g. --config.mesh.axes.fsdp=4
-    # shards parameters and optimizer state four ways (lssvwm/parallel/mesh.py).
-    config.mesh = parallel.default_config()
-    # Held-out figures (eval_final.json): windows of the eval split, the first context_frames
-    # clean, the rest at each fixed noise level.
-    config.eval = ml_collections.ConfigDict(
-        dict(
-            num_windows=4 if tiny else 32,
-            batch_size=2 if tiny else 8,
-            context_frames=4 if tiny else 16,
-            noise_levels=(0.25, 0.5, 0.75, 1.0),
-            seed=0,
-        )
-    )
-    # Sample video: continue held-out windows after a context with the sampler.
-    config.sample = ml_collections.ConfigDict(
-        dict(
-            num_windows=1 if tiny else 2,
-            window_length=6 if tiny else 32,
-            context_frames=4 if tiny else 16,
-            sampler_steps=2 if tiny else 10,
-            seed=0,
-        )
-    )
-    return config
+    return base.config(tiny=arg.variant == "tiny")

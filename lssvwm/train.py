@@ -22,7 +22,7 @@ What a run writes into DIR:
 
 The config file's sections: model (WorldModelConfig), diffusion (DiffusionConfig), data
 (lssvwm.data.config), optimizer (lssvwm.training.optimizer), training, eval, sample; see
-configs/quickstart.py for every field with a comment. Two optional sections (absent: off):
+configs/base.py for every field with a comment. Two optional sections (absent: off):
 curriculum (lssvwm.training.curriculum: window length and batch size by step) and state
 (lssvwm.training.state_carrying: TBPTT state carrying and reset policies); see
 configs/ablation_curriculum.py and configs/ablation_state.py.

@@ -1,19 +1,32 @@
-"""Every config file builds; the maze3d family is parameter-matched and differs only in the mixer;
-config-argument parsing and overrides fail loudly on typos."""
+"""Every variant of every config file builds and passes the checks of every section it has; config
+files read alone (no experiment file imports another); the maze3d family is parameter-matched
+and differs only in the mixer; config-argument parsing and overrides fail loudly on typos."""
 
+import ast
 import functools
 import pathlib
 
 import ml_collections
 import pytest
 
-from configs import common, maze3d_lssvwm
+from configs import common, maze3d_family, maze3d_lssvwm
 from lssvwm.config_loading import apply_override, load_config
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
-CONFIG_FILES = sorted(
-    p for p in CONFIG_DIR.glob("*.py") if p.name not in ("__init__.py", "common.py")
+
+
+def defines_get_config(path: pathlib.Path) -> bool:
+    tree = ast.parse(path.read_text())
+    return any(isinstance(n, ast.FunctionDef) and n.name == "get_config" for n in tree.body)
+
+
+# Experiment files (a `get_config`) and the shared modules they read (common.py: argument parsing;
+# base.py: the shared sections; family modules such as maze3d_family.py).
+CONFIG_FILES = sorted(p for p in CONFIG_DIR.glob("*.py") if defines_get_config(p))
+SHARED_MODULES = sorted(
+    p for p in CONFIG_DIR.glob("*.py") if p.name != "__init__.py" and not defines_get_config(p)
 )
+EXPERIMENTS = {p.stem for p in CONFIG_FILES}
 
 
 def variants_of(path: pathlib.Path) -> list[str]:
@@ -26,19 +39,136 @@ def variants_of(path: pathlib.Path) -> list[str]:
     return [str(path)] + [f"{path}:{v}" for v in getattr(module, "VARIANTS", ())]
 
 
+# ---- validating a built config, section by section ----------------------------------------------
+
+# The sections of a training run, and the keys lssvwm/train.py reads from those without a schema
+# of their own (training, eval, sample).
+RUN_SECTIONS = ("seed", "data", "model", "diffusion", "optimizer", "training", "eval", "sample")
+READ_KEYS = {
+    "training": (
+        "steps",
+        "batch_size",
+        "window_length",
+        "log_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "eval_every",
+        "sample_every",
+    ),
+    "eval": ("num_windows", "batch_size", "context_frames", "noise_levels", "seed"),
+    "sample": ("num_windows", "window_length", "context_frames", "sampler_steps", "seed"),
+}
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Raises if a section of `config` would fail where lssvwm/train.py parses it.
+
+    The one place a built config is checked: each section present goes through the parser the
+    trainer uses (lssvwm/train.py:train_and_evaluate), without data, devices or FLOPs. A typed run
+    spec that validates every section belongs here, replacing these calls.
+    """
+    from lssvwm.data import sources
+    from lssvwm.diffusion import DiffusionConfig
+    from lssvwm.models import WorldModelConfig, count_parameters, inputs
+    from lssvwm.nn.embed import ACTION_FIELDS
+    from lssvwm.parallel import Parallel, mesh_shape
+    from lssvwm.training import optimizer
+    from lssvwm.training.curriculum import Curriculum
+    from lssvwm.training.state_carrying import StateConfig
+
+    if "training" in config:  # a training run: every section the trainer reads
+        missing = [name for name in RUN_SECTIONS if name not in config]
+        assert not missing, f"a training config lacks the section(s) {missing}"
+        int(config.seed)
+    model = None
+    if "model" in config:  # builds a model (shapes only: no memory, no FLOPs)
+        model = WorldModelConfig.from_mapping(config.model)
+        assert model.action_mode in ACTION_FIELDS, f"no data field for {model.action_mode!r}"
+        assert count_parameters(model) > 0
+    if "diffusion" in config:
+        diffusion = DiffusionConfig.from_mapping(config.diffusion)
+    if "optimizer" in config:
+        optimizer.check_config(config.optimizer)
+    for name, keys in READ_KEYS.items():
+        if name in config:
+            missing = [key for key in keys if key not in config[name]]
+            assert not missing, f"{name} section lacks {missing}, which lssvwm/train.py reads"
+    if "training" in config:
+        curriculum = Curriculum.from_config(
+            config.get("curriculum"),
+            window_length=int(config.training.window_length),
+            batch_size=int(config.training.batch_size),
+            unit=model.unit,
+        )
+        curriculum.check_clean_prefix(diffusion, model.unit)
+        StateConfig.from_config(config.get("state")).check_model(model)
+    if "mesh" in config:
+        if config.mesh.get("distributed", False):  # would start jax.distributed: sizes only
+            mesh_shape(config.mesh.axes, 1)
+        else:
+            Parallel.from_config(config.mesh)
+    if "data" in config and model is not None:  # the dataset's layout, without building it
+        layout = sources.get_builder(config.data, build=False).layout()
+        inputs.check_fields_present(model, layout.fields, f"dataset {config.data.dataset!r}")
+        frame_size = (layout.height, layout.width)
+        assert frame_size == tuple(model.image_size), (
+            f"data frames are {frame_size} but model.image_size is {model.image_size}"
+        )
+
+
 @pytest.mark.parametrize(
     "spec", [s for p in CONFIG_FILES for s in variants_of(p)], ids=lambda s: s.split("/")[-1]
 )
-def test_every_config_file_builds_and_is_locked(spec):
+def test_every_config_file_builds_validates_and_is_locked(spec):
     config = load_config(spec)
     assert isinstance(config, ml_collections.ConfigDict)
     assert config.to_dict(), f"{spec} built an empty config"
     with pytest.raises((AttributeError, KeyError)):
         config.this_key_does_not_exist = 1
-    if "model" in config:  # the model section builds a model (shapes only: no memory, no FLOPs)
-        from lssvwm.models import WorldModelConfig, count_parameters
+    validate_config(config)
 
-        assert count_parameters(WorldModelConfig.from_mapping(config.model.to_dict())) > 0
+
+# ---- config files read alone ---------------------------------------------------------------------
+
+
+def configs_imports(path: pathlib.Path) -> set[str]:
+    """The modules of configs/ that the file at `path` imports, in any import form."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("configs.")}
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative: `from . import x`, `from .x import y`
+                found |= {module.split(".")[0]} if module else {a.name for a in node.names}
+            elif module == "configs":
+                found |= {a.name for a in node.names}
+            elif module.startswith("configs."):
+                found.add(module.split(".")[1])
+    return found
+
+
+def test_config_files_split_into_experiments_and_a_small_shared_base():
+    assert {"quickstart", "maze3d_lssvwm", "paper_200m"} <= EXPERIMENTS
+    assert {"common", "base", "maze3d_family"} <= {p.stem for p in SHARED_MODULES}
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES + SHARED_MODULES, ids=lambda p: p.name)
+def test_no_config_file_imports_an_experiment_file(path):
+    imported = configs_imports(path) & EXPERIMENTS
+    assert not imported, (
+        f"{path.name} imports the experiment file(s) {sorted(imported)}: an experiment reads "
+        "configs/base.py and at most one family module, never another experiment"
+    )
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES + SHARED_MODULES, ids=lambda p: p.name)
+def test_config_files_read_one_base_and_at_most_one_family(path):
+    families = configs_imports(path) - {"common", "base"}
+    if path in SHARED_MODULES:  # a family builds on the base only: no chains of families
+        assert not families, f"shared module {path.name} imports {sorted(families)}"
+    else:
+        assert len(families) <= 1, f"{path.name} reads several families: {sorted(families)}"
 
 
 def test_parse_arg_types_flags_and_positional_first_field():
@@ -82,9 +212,9 @@ def test_load_config_errors_and_overrides(tmp_path):
         load_config(str(tmp_path / "empty.py"))
 
 
-# ---- the maze3d family: one base, only the sequence mixer (and its own fields) differs ---------
+# ---- the maze3d family: one recipe, only the sequence mixer (and its own fields) differs -------
 
-MAZE3D = CONFIG_DIR / "maze3d_lssvwm.py"
+MAZE3D = CONFIG_DIR / "maze3d_lssvwm.py"  # `:mixer=NAME` is the same as maze3d_NAME.py
 # Model fields a family member may set differently from LSSVWM (everything else must be equal).
 MIXER_FIELDS = ("model.mixer", "model.depth", "model.block_sizes", "model.attention_window")
 MIXER_FIELD_PREFIXES = ("model.memory_", "model.depth_")
@@ -108,10 +238,10 @@ def maze3d_parameters(name: str) -> int:
     return count_parameters(WorldModelConfig.from_mapping(model))
 
 
-@pytest.mark.parametrize("name", list(maze3d_lssvwm.FAMILY))
+@pytest.mark.parametrize("name", list(maze3d_family.FAMILY))
 def test_maze3d_family_member_builds_with_its_own_file_and_matches_parameters(name):
     config = load_config(f"{MAZE3D}:mixer={name}")
-    assert config.model.mixer == maze3d_lssvwm.FAMILY[name]["mixer"]
+    assert config.model.mixer == maze3d_family.FAMILY[name]["mixer"]
     own_file = CONFIG_DIR / f"maze3d_{name}.py"
     assert own_file.is_file(), f"no thin config file {own_file.name} for family member {name}"
     assert load_config(str(own_file)).to_dict() == config.to_dict()
@@ -122,7 +252,7 @@ def test_maze3d_family_member_builds_with_its_own_file_and_matches_parameters(na
     )
 
 
-@pytest.mark.parametrize("name", [n for n in maze3d_lssvwm.FAMILY if n != "lssvwm"])
+@pytest.mark.parametrize("name", [n for n in maze3d_family.FAMILY if n != "lssvwm"])
 def test_maze3d_family_member_differs_from_lssvwm_only_in_mixer_fields(name):
     reference = flatten(load_config(str(MAZE3D)).to_dict())
     config = flatten(load_config(f"{MAZE3D}:mixer={name}").to_dict())
@@ -141,7 +271,7 @@ def test_maze3d_family_windows_and_window_override():
     assert load_config(f"{MAZE3D}:mixer=lssvwm").model.attention_window == 4
     assert load_config(f"{MAZE3D}:mixer=lssvwm_1x1").model.block_sizes == ((1, 1),)
     window = CONFIG_DIR / "maze3d_causal_window.py"
-    assert load_config(str(window)).model.attention_window == maze3d_lssvwm.CONTROL_WINDOW == 16
+    assert load_config(str(window)).model.attention_window == maze3d_family.CONTROL_WINDOW == 16
     assert load_config(f"{window}:window=4").model.attention_window == 4
     with pytest.raises(ValueError, match="unknown maze3d experiment"):
         maze3d_lssvwm.get_config("mixer=mamba3")

@@ -1,6 +1,6 @@
 r"""Benchmark: the maze3d model family side by side -- parameters, train step, per-frame cost.
 
-For every member of `configs/maze3d_lssvwm.py:FAMILY` (or `--models a,b`), in one process:
+For every member of `configs/maze3d_family.py:FAMILY` (or `--models a,b`), in one process:
   - parameters (`lssvwm.models.count_parameters`);
   - the train step of `lssvwm.train` (jitted, donating; the config's optimizer, diffusion and
     batch_size x window_length batch of random episode fields): median seconds, and XLA's
@@ -46,7 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from configs.maze3d_lssvwm import FAMILY, maze3d_config
+from configs.maze3d_family import FAMILY
+from configs.maze3d_family import config as maze3d_config
 from experiments.benchmarking import (
     compiled_costs,
     environment_record,

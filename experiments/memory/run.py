@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 
-from configs.maze3d_lssvwm import FAMILY
+from configs.maze3d_family import FAMILY
 from configs.maze3d_memory import DISTANCE_EDGES, TRAINING_WINDOW
 
 CONFIG = "configs/maze3d_memory.py"
