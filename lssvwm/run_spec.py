@@ -19,9 +19,9 @@ Sections and their schema (each a frozen dataclass, parsed by `lssvwm.config_sch
 A mistake fails in one line that names the dotted key (and the file, via `source`): an unknown
 or mistyped key in any section, a bad value, and the cross-section mistakes -- a training window
 longer than the model's `max_frames`, a context as long as its window, a window that is not a
-whole number of the model's units, a model whose inputs the dataset does not store, a state
-policy the mixer cannot follow. The batch against the devices is checked by
-`lssvwm.training.build.build`, which knows the mesh.
+whole number of the model's units, a model whose inputs the dataset does not store or whose
+frame size differs from the data's, a state policy the mixer cannot follow. The batch against
+the devices is checked by `lssvwm.training.build.build`, which knows the mesh.
 """
 
 from __future__ import annotations
@@ -159,13 +159,13 @@ class DataConfig:
             values[self.dataset] = generator
         return ml_collections.ConfigDict(values)
 
-    def stored_fields(self) -> tuple[str, ...]:
-        """The fields the dataset stores (from its layout: nothing is built); a ValueError
-        naming `data.<dataset>` for a generator parameter its builder rejects."""
+    def layout(self):
+        """The dataset's layout -- its fields and frame size -- known without building it; a
+        ValueError naming `data.<dataset>` for a generator parameter its builder rejects."""
         from lssvwm.data import sources
 
         try:
-            return sources.stored_fields(self.section())
+            return sources.get_builder(self.section(), build=False).layout()
         except ConfigError:
             raise
         except (ValueError, KeyError, TypeError) as error:
@@ -268,8 +268,16 @@ class RunSpec:
         self.curriculum.check_clean_prefix(self.diffusion, model.unit)
         self.state.check_model(model)
         if check_data:
+            layout = self.data.layout()
             where = f"data.dataset {self.data.dataset!r}"
-            inputs.check_fields_present(model, self.data.stored_fields(), where)
+            inputs.check_fields_present(model, layout.fields, where)
+            frame_size = (layout.height, layout.width)
+            if frame_size != tuple(model.image_size):
+                raise ConfigError(
+                    "model.image_size",
+                    f"{tuple(model.image_size)} differs from the data's frames {frame_size} "
+                    f"(data.{self.data.dataset})",
+                )
 
     @property
     def checkpoint_meta(self) -> dict[str, Any]:

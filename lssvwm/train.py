@@ -165,11 +165,6 @@ def open_data(spec: RunSpec) -> RunData:
     train_source = sources.open_split(data, spec.data.train_split, fields)
     eval_source = sources.open_split(data, spec.data.eval_split, fields)
     logging.info("data ready in %.1fs: %s", time.perf_counter() - begin, train_source)
-    data_hw = tuple(train_source[0]["frames"].shape[1:3])
-    if data_hw != tuple(spec.model.image_size):
-        raise ValueError(
-            f"data frames are {data_hw} but model.image_size is {spec.model.image_size}"
-        )
     windows = pipeline.fixed_windows(
         eval_source, spec.training.window_length, spec.eval.num_windows, seed=spec.eval.seed
     )

@@ -41,79 +41,24 @@ def variants_of(path: pathlib.Path) -> list[str]:
 
 # ---- validating a built config, section by section ----------------------------------------------
 
-# The sections of a training run, and the keys lssvwm/train.py reads from those without a schema
-# of their own (training, eval, sample).
-RUN_SECTIONS = ("seed", "data", "model", "diffusion", "optimizer", "training", "eval", "sample")
-READ_KEYS = {
-    "training": (
-        "steps",
-        "batch_size",
-        "window_length",
-        "log_every",
-        "checkpoint_every",
-        "keep_checkpoints",
-        "eval_every",
-        "sample_every",
-    ),
-    "eval": ("num_windows", "batch_size", "context_frames", "noise_levels", "seed"),
-    "sample": ("num_windows", "window_length", "context_frames", "sampler_steps", "seed"),
-}
-
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Raises if a section of `config` would fail where lssvwm/train.py parses it.
+    """Raises if a section of `config` would fail where the trainer parses it.
 
-    The one place a built config is checked: each section present goes through the parser the
-    trainer uses (lssvwm/train.py:train_and_evaluate), without data, devices or FLOPs. A typed run
-    spec that validates every section belongs here, replacing these calls.
+    A training config (one with a `training` section) is parsed whole into the run spec the
+    trainer uses (lssvwm.run_spec.RunSpec: every section typed, the cross-section checks, the
+    dataset's layout against the model); a model-only config (configs/network_cpu.py) through
+    the model schema. Shapes only: no data is built, nothing compiles.
     """
-    from lssvwm.data import sources
-    from lssvwm.diffusion import DiffusionConfig
-    from lssvwm.models import WorldModelConfig, count_parameters, inputs
-    from lssvwm.nn.embed import ACTION_FIELDS
-    from lssvwm.parallel import Parallel, mesh_shape
-    from lssvwm.training import optimizer
-    from lssvwm.training.curriculum import Curriculum
-    from lssvwm.training.state_carrying import StateConfig
+    from lssvwm.models import WorldModelConfig, count_parameters
+    from lssvwm.run_spec import RunSpec
 
-    if "training" in config:  # a training run: every section the trainer reads
-        missing = [name for name in RUN_SECTIONS if name not in config]
-        assert not missing, f"a training config lacks the section(s) {missing}"
-        int(config.seed)
-    model = None
-    if "model" in config:  # builds a model (shapes only: no memory, no FLOPs)
-        model = WorldModelConfig.from_mapping(config.model)
-        assert model.action_mode in ACTION_FIELDS, f"no data field for {model.action_mode!r}"
-        assert count_parameters(model) > 0
-    if "diffusion" in config:
-        diffusion = DiffusionConfig.from_mapping(config.diffusion)
-    if "optimizer" in config:
-        optimizer.check_config(config.optimizer)
-    for name, keys in READ_KEYS.items():
-        if name in config:
-            missing = [key for key in keys if key not in config[name]]
-            assert not missing, f"{name} section lacks {missing}, which lssvwm/train.py reads"
     if "training" in config:
-        curriculum = Curriculum.from_config(
-            config.get("curriculum"),
-            window_length=int(config.training.window_length),
-            batch_size=int(config.training.batch_size),
-            unit=model.unit,
-        )
-        curriculum.check_clean_prefix(diffusion, model.unit)
-        StateConfig.from_config(config.get("state")).check_model(model)
-    if "mesh" in config:
-        if config.mesh.get("distributed", False):  # would start jax.distributed: sizes only
-            mesh_shape(config.mesh.axes, 1)
-        else:
-            Parallel.from_config(config.mesh)
-    if "data" in config and model is not None:  # the dataset's layout, without building it
-        layout = sources.get_builder(config.data, build=False).layout()
-        inputs.check_fields_present(model, layout.fields, f"dataset {config.data.dataset!r}")
-        frame_size = (layout.height, layout.width)
-        assert frame_size == tuple(model.image_size), (
-            f"data frames are {frame_size} but model.image_size is {model.image_size}"
-        )
+        model = RunSpec.from_config(config).model
+    else:
+        assert set(config) == {"model"}, f"a config without training has {sorted(config)}"
+        model = WorldModelConfig.from_mapping(config.model)
+    assert count_parameters(model) > 0
 
 
 @pytest.mark.parametrize(
