@@ -94,7 +94,7 @@ def test_configuration_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no .npz or .mp4 files"):
         video_folder.VideoFolder.from_config(_config(tmp_path, tmp_path))
     _write_npz(tmp_path / "a.npz", 16)
-    with pytest.raises(ValueError, match=r"unknown video_folder parameter\(s\) \['fps'\]"):
+    with pytest.raises(ValueError, match="data.video_folder.fps is unknown"):
         video_folder.VideoFolder.builder_config_for({"path": str(tmp_path), "fps": 3})
     with pytest.raises(ValueError, match="test_episodes must be in"):
         video_folder.VideoFolder.from_config(_config(tmp_path, tmp_path, test_episodes=1))

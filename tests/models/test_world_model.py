@@ -222,7 +222,7 @@ def test_config_errors_are_clear():
         WorldModelConfig(**{**TINY, "block_sizes": ((1, 3),)})
     with pytest.raises(ValueError, match="longer than the training window"):
         WorldModelConfig(**{**TINY, "attention_window": 9})
-    with pytest.raises(ValueError, match="unknown model config key"):
+    with pytest.raises(ValueError, match="model.[a-z_]* is unknown"):
         WorldModelConfig.from_mapping({**TINY, "widht": 3})
     with pytest.raises(ValueError, match="mixer must be one of"):
         WorldModelConfig(**{**TINY, "mixer": "transformer"})
