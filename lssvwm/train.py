@@ -11,6 +11,19 @@ out (a second one stops at once, unsaved); a hard kill loses the steps since the
 checkpoint. `--config.training.init_from=OTHER_RUN` starts a new run from another run's weights
 (fine-tuning, e.g. under a state-carrying policy; see `warm_start`).
 
+Multi-host (one process per host, all with the same arguments and the same DIR on a shared
+filesystem; the data built beforehand, `python -m lssvwm.data.build --config=...`, as processes
+that all find it missing would all build it):
+
+    python -m lssvwm.train --config=configs/x.py --workdir=DIR --config.mesh.distributed=True \
+        --config.mesh.coordinator_address=HOST0:PORT --config.mesh.num_processes=N \
+        --config.mesh.process_id=I          # I = 0 .. N-1; HOST0:PORT is process 0's address
+
+On TPU pods and SLURM (and Open MPI) leave out the last three: JAX finds them itself. `main`
+starts the distributed system before any other JAX call (lssvwm.parallel.distributed); each
+process reads its own rows of every global batch, all of them save the orbax checkpoints
+together, and only process 0 writes the other files below.
+
 What a run writes into DIR:
   config.json         the resolved config
   checkpoints/<step>  orbax checkpoints (the newest `training.keep_checkpoints`)
@@ -47,7 +60,7 @@ from lssvwm.data import pipeline, sources
 from lssvwm.diffusion import DiffusionConfig
 from lssvwm.models import WorldModel, WorldModelConfig, count_parameters, inputs
 from lssvwm.nn.embed import ACTION_FIELDS
-from lssvwm.parallel import Parallel
+from lssvwm.parallel import Parallel, distributed
 from lssvwm.training import evaluation, videos
 from lssvwm.training.checkpointing import Checkpoints
 from lssvwm.training.curriculum import Curriculum
@@ -167,7 +180,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     started = time.perf_counter()
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+    if distributed.is_primary():  # multi-host: process 0 writes the run's files
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
     training, eval_section = config.training, config.eval
 
     # ---------------------------------------------------------------------------------------
@@ -245,7 +259,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     # ---------------------------------------------------------------------------------------
     # Training loop.
     # ---------------------------------------------------------------------------------------
-    writer = MetricWriter(workdir)
+    writer = MetricWriter(workdir, active=distributed.is_primary())
     heldout = model_batch(
         pipeline.fixed_windows(
             eval_source,
@@ -367,7 +381,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     # Final evaluation and sample video (skipped when this step's results exist).
     # ---------------------------------------------------------------------------------------
     final_path = workdir / "eval_final.json"
-    if final_path.exists() and json.loads(final_path.read_text()).get("step") == step:
+    done = final_path.exists() and json.loads(final_path.read_text()).get("step") == step
+    if distributed.primary_decides(done):  # every process takes the same branch
         logging.info("eval_final.json is already at step %d: not recomputed", step)
         writer.close()
         return json.loads(final_path.read_text())
@@ -382,7 +397,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         "train_step_compilations_this_run": compilations,
         "peak_memory_bytes": peak_memory_bytes(),
     }
-    final_path.write_text(json.dumps(results, indent=2) + "\n")
+    if distributed.is_primary():
+        final_path.write_text(json.dumps(results, indent=2) + "\n")
     writer.write(step, {f"eval/{k}": v for k, v in figures.items() if isinstance(v, float)})
     writer.close()
     logging.info("eval_final (step %d): %s", step, _summary(results))
@@ -403,15 +419,16 @@ def _sample(config, graphdef, state, diffusion_config, eval_source, workdir, ste
     raw = pipeline.fixed_windows(
         eval_source, int(section.window_length), int(section.num_windows), seed=int(section.seed)
     )
-    path = videos.write_sample_video(
+    movie = videos.sample_movie(  # on every process: the weights are global arrays
         model_from_state(graphdef, state, ema=True),
         diffusion_config.replace(sampler_steps=int(section.sampler_steps)),
         raw,
         int(section.context_frames),
-        workdir / "samples" / f"step_{step}.gif",
         jax.random.PRNGKey(int(section.seed)),
     )
-    logging.info("sample video %s (%s)", path, format_duration(time.perf_counter() - begin))
+    if distributed.is_primary():
+        path = videos.write_gif(movie, workdir / "samples" / f"step_{step}.gif")
+        logging.info("sample video %s (%s)", path, format_duration(time.perf_counter() - begin))
 
 
 class _DropLibraryChatter:
@@ -427,7 +444,11 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if _CONFIG.value is None or _WORKDIR.value is None:
         raise app.UsageError("--config and --workdir are required")
-    logging.info("JAX devices: %s", jax.devices())
+    # Multi-host start-up comes before any other JAX call (jax.devices() included).
+    distributed.start(_CONFIG.value.get("mesh"))
+    logging.info(
+        "JAX process %d of %d; devices: %s", jax.process_index(), jax.process_count(), jax.devices()
+    )
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

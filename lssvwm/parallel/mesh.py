@@ -14,8 +14,11 @@ Which parameter and activation axis goes to which mesh axis is the `rules` table
 (lssvwm/nn/partitioning.py lists them), so a new layout is a config change. `-1` in `axes` takes
 the devices left over. The same code runs on one CPU, fake CPU devices
 (`XLA_FLAGS=--xla_force_host_platform_device_count=8`), a GPU node or a TPU pod slice; with
-`distributed=True` every host calls `jax.distributed.initialize()` first (TPU pods and SLURM
-clusters are detected by JAX) and feeds only its own rows of the global batch.
+`distributed=True` every process (one per host) starts with
+`lssvwm.parallel.distributed.start(config.mesh)`, before any other JAX call (`python -m
+lssvwm.train` does), and feeds only its own rows of the global batch; `coordinator_address`
+("HOST:PORT" of process 0), `num_processes` and `process_id` name the processes, or are left
+unset where JAX detects the cluster (TPU pods, SLURM).
 """
 
 from __future__ import annotations
@@ -32,18 +35,32 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+from ml_collections import config_dict
 
 from lssvwm.nn.partitioning import parameter_specs
+from lssvwm.parallel import distributed
 
 MESH_AXES = ("data", "fsdp")
 DEFAULT_RULES = (("batch", ("data", "fsdp")), ("embed", "fsdp"))
 _TRAIN_STATE_PARAM_TREES = ("params", "ema")
+CONFIG_KEYS = ("axes", "rules", "distributed", *distributed.KEYS)
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """A config file's `mesh` section: plain data parallelism over all devices."""
+    """A config file's `mesh` section: plain data parallelism over all devices, one process.
+
+    Multi-host: `distributed=True`, plus `coordinator_address` ("HOST:PORT" of process 0),
+    `num_processes` and `process_id` unless JAX detects the cluster (lssvwm.parallel.distributed).
+    """
     return ml_collections.ConfigDict(
-        dict(axes={"data": -1, "fsdp": 1}, rules=DEFAULT_RULES, distributed=False)
+        dict(
+            axes={"data": -1, "fsdp": 1},
+            rules=DEFAULT_RULES,
+            distributed=False,
+            coordinator_address=config_dict.placeholder(str),
+            num_processes=config_dict.placeholder(int),
+            process_id=config_dict.placeholder(int),
+        )
     )
 
 
@@ -96,13 +113,17 @@ class Parallel:
             section = default_config()
         if hasattr(section, "to_dict"):
             section = section.to_dict()
-        unknown = sorted(set(section) - {"axes", "rules", "distributed"})
+        unknown = sorted(set(section) - set(CONFIG_KEYS))
         if unknown:
             raise ValueError(
-                f"unknown mesh config key(s) {unknown}; known: axes, rules, distributed"
+                f"unknown mesh config key(s) {unknown}; known: {', '.join(CONFIG_KEYS)}"
             )
-        if section.get("distributed", False) and jax.process_count() == 1:
-            jax.distributed.initialize()
+        distributed.check_section(section)
+        if section.get("distributed", False) and not jax.distributed.is_initialized():
+            raise RuntimeError(
+                "mesh.distributed is True but the JAX distributed system is not running: call "
+                "lssvwm.parallel.distributed.start(config.mesh) before any other JAX call"
+            )
         devices = jax.devices() if devices is None else list(devices)
         sizes = mesh_shape(section.get("axes", {"data": -1}), len(devices))
         mesh = jax.make_mesh(

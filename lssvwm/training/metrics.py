@@ -9,6 +9,7 @@
 resumed run continues the same file (a resumed step that was logged before is logged again: the
 later line wins for readers that key on step). TensorBoard files come from `tensorboardX`, a pure
 Python writer: TensorFlow is not needed to write them (only to view them, with `tensorboard`).
+In a multi-host run only process 0 writes: `MetricWriter(workdir, active=is_primary())`.
 """
 
 from __future__ import annotations
@@ -28,12 +29,18 @@ def _scalar(value) -> float:
 
 
 class MetricWriter:
-    """Appends scalars to `workdir/metrics.jsonl` and to TensorBoard events under `workdir/tb`."""
+    """Appends scalars to `workdir/metrics.jsonl` and to TensorBoard events under `workdir/tb`.
 
-    def __init__(self, workdir: str | pathlib.Path):
+    `active=False` (the non-primary processes of a multi-host run) opens and writes nothing:
+    `write` only returns the record."""
+
+    def __init__(self, workdir: str | pathlib.Path, *, active: bool = True):
         workdir = pathlib.Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
         self.jsonl_path = workdir / "metrics.jsonl"
+        self.active = active
+        if not active:
+            return
+        workdir.mkdir(parents=True, exist_ok=True)
         self._jsonl = open(self.jsonl_path, "a")  # noqa: SIM115 - closed in close()
         self._tb = SummaryWriter(logdir=str(workdir / "tb"))
 
@@ -42,6 +49,8 @@ class MetricWriter:
         record = {"step": int(step)}
         for name, value in scalars.items():
             record[name] = _scalar(value)
+        if not self.active:
+            return record
         # JSON has no NaN/inf: write them as strings so every line stays valid JSON.
         printable = {k: (v if math.isfinite(v) else str(v)) for k, v in record.items()}
         self._jsonl.write(json.dumps(printable) + "\n")
@@ -53,6 +62,8 @@ class MetricWriter:
         return record
 
     def close(self) -> None:
+        if not self.active:
+            return
         self._jsonl.close()
         self._tb.close()
 
