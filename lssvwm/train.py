@@ -11,6 +11,19 @@ out (a second one stops at once, unsaved); a hard kill loses the steps since the
 checkpoint. `--config.training.init_from=OTHER_RUN` starts a new run from another run's weights
 (fine-tuning, e.g. under a state-carrying policy; see `warm_start`).
 
+Multi-host (one process per host, all with the same arguments and the same DIR on a shared
+filesystem; the data built beforehand, `python -m lssvwm.data.build --config=...`, as processes
+that all find it missing would all build it):
+
+    python -m lssvwm.train --config=configs/x.py --workdir=DIR --config.mesh.distributed=True \
+        --config.mesh.coordinator_address=HOST0:PORT --config.mesh.num_processes=N \
+        --config.mesh.process_id=I          # I = 0 .. N-1; HOST0:PORT is process 0's address
+
+On TPU pods and SLURM (and Open MPI) leave out the last three: JAX finds them itself. `main`
+starts the distributed system before any other JAX call (lssvwm.parallel.distributed); each
+process reads its own rows of every global batch, all of them save the orbax checkpoints
+together, and only process 0 writes the other files below.
+
 What a run writes into DIR:
   config.json         the resolved config
   checkpoints/<step>  orbax checkpoints (the newest `training.keep_checkpoints`)
@@ -47,6 +60,7 @@ from ml_collections import config_flags
 
 from lssvwm.data import pipeline, sources
 from lssvwm.models import count_parameters, inputs
+from lssvwm.parallel import distributed
 from lssvwm.run_spec import RunSpec
 from lssvwm.training import evaluation, videos
 from lssvwm.training.build import BuiltRun, build
@@ -207,7 +221,7 @@ def train(spec: RunSpec, workdir: str | pathlib.Path) -> dict:
     eval_final (see the module docstring for what the run writes)."""
     started = time.perf_counter()
     workdir = pathlib.Path(workdir)
-    primary = is_primary()
+    primary = distributed.is_primary()  # multi-host: process 0 writes the run's files
     if primary:
         workdir.mkdir(parents=True, exist_ok=True)
         text = spec.config.to_json_best_effort(indent=2, sort_keys=True)
@@ -224,7 +238,7 @@ def train(spec: RunSpec, workdir: str | pathlib.Path) -> dict:
     checkpoints = Checkpoints(workdir / "checkpoints", keep=training.keep_checkpoints)
     state, carry, data_state = restore_or_start(run, checkpoints, workdir)
     step = int(state["step"])
-    writer = MetricWriter(workdir, enabled=primary)
+    writer = MetricWriter(workdir, active=primary)
     compilations = 0
     if step < training.steps:
         windows_class = (
@@ -298,7 +312,8 @@ def train(spec: RunSpec, workdir: str | pathlib.Path) -> dict:
 
     # The final figures and sample video (skipped when this step's results exist).
     final_path = workdir / "eval_final.json"
-    if final_path.exists() and json.loads(final_path.read_text()).get("step") == step:
+    done = final_path.exists() and json.loads(final_path.read_text()).get("step") == step
+    if distributed.primary_decides(done):  # every process takes the same branch
         logging.info("eval_final.json is already at step %d: not recomputed", step)
         writer.close()
         return json.loads(final_path.read_text())
@@ -361,28 +376,25 @@ def _summary(figures: dict) -> str:
 
 
 def write_sample(run: BuiltRun, state, eval_source, workdir: pathlib.Path, step: int) -> None:
-    """samples/step_<step>.gif (EMA weights) when `sample.num_windows` > 0 (process 0 only)."""
+    """samples/step_<step>.gif (EMA weights) when `sample.num_windows` > 0: sampled on every
+    process (the weights are global arrays), written by process 0."""
     section = run.spec.sample
-    if section.num_windows <= 0 or not is_primary():
+    if section.num_windows <= 0:
         return
     begin = time.perf_counter()
     raw = pipeline.fixed_windows(
         eval_source, section.window_length, section.num_windows, seed=section.seed
     )
-    path = videos.write_sample_video(
+    movie = videos.sample_movie(
         model_from_state(run.graphdef, state, ema=True),
         run.spec.diffusion.replace(sampler_steps=section.sampler_steps),
         raw,
         section.context_frames,
-        workdir / "samples" / f"step_{step}.gif",
         jax.random.PRNGKey(section.seed),
     )
-    logging.info("sample video %s (%s)", path, format_duration(time.perf_counter() - begin))
-
-
-def is_primary() -> bool:
-    """Whether this process writes the run's files (process 0 of a multi-process run)."""
-    return jax.process_index() == 0
+    if distributed.is_primary():
+        path = videos.write_gif(movie, workdir / "samples" / f"step_{step}.gif")
+        logging.info("sample video %s (%s)", path, format_duration(time.perf_counter() - begin))
 
 
 class _DropLibraryChatter:
@@ -403,7 +415,11 @@ def main(argv):
         spec = RunSpec.from_config(_CONFIG.value, source=source)
     except ValueError as error:  # a config mistake: one line, before anything compiles
         sys.exit(f"error: {error}")
-    logging.info("JAX devices: %s", jax.devices())
+    # Multi-host start-up comes before any other JAX call (jax.devices() included).
+    distributed.start(spec.config.get("mesh"))
+    logging.info(
+        "JAX process %d of %d; devices: %s", jax.process_index(), jax.process_count(), jax.devices()
+    )
     train(spec, _WORKDIR.value)
 
 

@@ -14,8 +14,11 @@ Which parameter and activation axis goes to which mesh axis is the `rules` table
 (lssvwm/nn/partitioning.py lists them), so a new layout is a config change. `-1` in `axes` takes
 the devices left over. The same code runs on one CPU, fake CPU devices
 (`XLA_FLAGS=--xla_force_host_platform_device_count=8`), a GPU node or a TPU pod slice; with
-`distributed=True` every host calls `jax.distributed.initialize()` first (TPU pods and SLURM
-clusters are detected by JAX) and feeds only its own rows of the global batch.
+`distributed=True` every process (one per host) starts with
+`lssvwm.parallel.distributed.start(config.mesh)`, before any other JAX call (`python -m
+lssvwm.train` does), and feeds only its own rows of the global batch; `coordinator_address`
+("HOST:PORT" of process 0), `num_processes` and `process_id` name the processes, or are left
+unset where JAX detects the cluster (TPU pods, SLURM).
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from ml_collections import config_dict
 
-from lssvwm.config_schema import ConfigError, check_known_keys, parse_section
+from lssvwm.config_schema import check_known_keys, parse_section
 from lssvwm.nn.partitioning import parameter_specs
+from lssvwm.parallel import distributed
 
 MESH_AXES = ("data", "fsdp")
 DEFAULT_RULES = (("batch", ("data", "fsdp")), ("embed", "fsdp"))
@@ -72,30 +76,7 @@ class MeshConfig:
         object.__setattr__(
             self, "rules", tuple((name, _as_axis(axis)) for name, axis in self.rules)
         )
-        placement = (self.coordinator_address, self.num_processes, self.process_id)
-        if any(value is not None for value in placement) and not self.distributed:
-            raise ConfigError(
-                "mesh.coordinator_address", "and the other process keys need mesh.distributed=True"
-            )
-        if any(value is None for value in placement) and any(v is not None for v in placement):
-            raise ConfigError(
-                "mesh.coordinator_address",
-                "/ num_processes / process_id: give all three, or none (cluster detection)",
-            )
-        if self.num_processes is not None:
-            if self.num_processes < 1:
-                raise ConfigError("mesh.num_processes", f"must be >= 1, got {self.num_processes}")
-            if not 0 <= self.process_id < self.num_processes:
-                raise ConfigError(
-                    "mesh.process_id",
-                    f"must be in [0, {self.num_processes}), got {self.process_id}",
-                )
-            host, _, port = self.coordinator_address.rpartition(":")
-            if not host or not port.isdigit():
-                raise ConfigError(
-                    "mesh.coordinator_address",
-                    f"must be HOST:PORT, got {self.coordinator_address!r}",
-                )
+        distributed.check_section(self.__dict__)  # the launch keys: lssvwm.parallel.distributed
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -161,6 +142,11 @@ class Parallel:
         `devices` (default: every device of every process; multi-process runs must have started
         the runtime first, `lssvwm.parallel.distributed`)."""
         section = MeshConfig.from_mapping(section)
+        if section.distributed and not jax.distributed.is_initialized():
+            raise RuntimeError(
+                "mesh.distributed is True but the JAX distributed system is not running: call "
+                "lssvwm.parallel.distributed.start(config.mesh) before any other JAX call"
+            )
         devices = jax.devices() if devices is None else list(devices)
         sizes = mesh_shape(section.axes, len(devices))
         mesh = jax.make_mesh(

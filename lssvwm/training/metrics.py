@@ -9,6 +9,7 @@
 resumed run continues the same file (a resumed step that was logged before is logged again: the
 later line wins for readers that key on step). TensorBoard files come from `tensorboardX`, a pure
 Python writer: TensorFlow is not needed to write them (only to view them, with `tensorboard`).
+In a multi-host run only process 0 writes: `MetricWriter(workdir, active=is_primary())`.
 """
 
 from __future__ import annotations
@@ -30,24 +31,25 @@ def _scalar(value) -> float:
 class MetricWriter:
     """Appends scalars to `workdir/metrics.jsonl` and to TensorBoard events under `workdir/tb`.
 
-    `enabled=False` (every process but the first of a multi-process run) writes nothing and
-    opens no file; `write` still returns the record."""
+    `active=False` (the non-primary processes of a multi-host run) opens and writes nothing:
+    `write` only returns the record."""
 
-    def __init__(self, workdir: str | pathlib.Path, *, enabled: bool = True):
+    def __init__(self, workdir: str | pathlib.Path, *, active: bool = True):
         workdir = pathlib.Path(workdir)
         self.jsonl_path = workdir / "metrics.jsonl"
-        self.enabled = enabled
-        if enabled:
-            workdir.mkdir(parents=True, exist_ok=True)
-            self._jsonl = open(self.jsonl_path, "a")  # noqa: SIM115 - closed in close()
-            self._tb = SummaryWriter(logdir=str(workdir / "tb"))
+        self.active = active
+        if not active:
+            return
+        workdir.mkdir(parents=True, exist_ok=True)
+        self._jsonl = open(self.jsonl_path, "a")  # noqa: SIM115 - closed in close()
+        self._tb = SummaryWriter(logdir=str(workdir / "tb"))
 
     def write(self, step: int, scalars: Mapping[str, object]) -> dict[str, float]:
         """Writes one record; returns it as floats (non-finite values are kept as NaN/inf)."""
         record = {"step": int(step)}
         for name, value in scalars.items():
             record[name] = _scalar(value)
-        if not self.enabled:
+        if not self.active:
             return record
         # JSON has no NaN/inf: write them as strings so every line stays valid JSON.
         printable = {k: (v if math.isfinite(v) else str(v)) for k, v in record.items()}
@@ -60,9 +62,10 @@ class MetricWriter:
         return record
 
     def close(self) -> None:
-        if self.enabled:
-            self._jsonl.close()
-            self._tb.close()
+        if not self.active:
+            return
+        self._jsonl.close()
+        self._tb.close()
 
 
 def format_duration(seconds: float) -> str:

@@ -1,6 +1,7 @@
 """Sample videos: the model's autoregressive continuation of held-out windows beside the truth.
 
     path = write_sample_video(model, diffusion_config, windows, context_frames, path, rng)
+    movie = sample_movie(model, diffusion_config, windows, context_frames, rng)  # no file
 
 `windows` holds the episode fields of b held-out windows ([b, t, ...]: frames, the conditioning
 field, and depth/poses for the spatial-memory model; `lssvwm.models.inputs` makes the inputs).
@@ -51,18 +52,17 @@ def write_gif(movie_THWC: np.ndarray, path: str | pathlib.Path, fps: float = 8.0
     return path
 
 
-def write_sample_video(
+def sample_movie(
     model,
     diffusion_config: DiffusionConfig,
     windows: dict,
     context_frames: int,
-    path: str | pathlib.Path,
     rng: jax.Array,
     *,
     scale: int = 4,
-) -> pathlib.Path:
-    """Generates frames after the context of `windows` (episode fields [b, t, ...]) and writes
-    the side-by-side GIF of the RGB channels (module docstring)."""
+) -> np.ndarray:
+    """Generates frames after the context of `windows` (episode fields [b, t, ...]); returns the
+    side-by-side movie of the RGB channels (module docstring) as uint8 [T, rows, cols, 3]."""
     frames_uint8 = windows["frames"]
     actions = model_actions(windows, model.config)
     t = frames_uint8.shape[1]
@@ -75,4 +75,19 @@ def write_sample_video(
     generated, _ = sampler.generate(cache, actions[:, context_frames:], rng_generate)
     generated = rgb_of(to_uint8(generated))
     movie_frames = np.concatenate([frames_uint8[:, :context_frames], generated], axis=1)
-    return write_gif(side_by_side(movie_frames, frames_uint8, context_frames, scale), path)
+    return side_by_side(movie_frames, frames_uint8, context_frames, scale)
+
+
+def write_sample_video(
+    model,
+    diffusion_config: DiffusionConfig,
+    windows: dict,
+    context_frames: int,
+    path: str | pathlib.Path,
+    rng: jax.Array,
+    *,
+    scale: int = 4,
+) -> pathlib.Path:
+    """`sample_movie` written as a GIF to `path`."""
+    movie = sample_movie(model, diffusion_config, windows, context_frames, rng, scale=scale)
+    return write_gif(movie, path)
