@@ -62,7 +62,7 @@ MISTAKES = [
     ({"sample.num_windows": -1}, "sample.num_windows"),
     ({"state.carry_source": "dirty"}, "state.carry_source"),
     ({"mesh.distributed": "yes"}, "mesh.distributed"),
-    ({"mesh.process_id": 0}, "mesh.coordinator_address"),
+    ({"mesh.process_id": 0}, "mesh.process_id"),  # without mesh.distributed
     ({"data.dataset": "nope"}, "data.dataset"),
     ({"seed": "0"}, "seed"),
     # cross-section mistakes
