@@ -43,15 +43,16 @@ from absl import app, flags, logging
 from flax import nnx
 from ml_collections import config_flags
 
+from lssvwm.common.checkpointing import Checkpoints
+from lssvwm.common.progress import Progress, format_duration
 from lssvwm.data import pipeline, sources
 from lssvwm.diffusion import DiffusionConfig
 from lssvwm.models import WorldModel, WorldModelConfig, count_parameters, inputs
 from lssvwm.nn.embed import ACTION_FIELDS
 from lssvwm.parallel import Parallel
 from lssvwm.training import evaluation, videos
-from lssvwm.training.checkpointing import Checkpoints
 from lssvwm.training.curriculum import Curriculum
-from lssvwm.training.metrics import MetricWriter, Progress, format_duration
+from lssvwm.training.metrics import MetricWriter
 from lssvwm.training.optimizer import make_optimizer
 from lssvwm.training.state_carrying import (
     StateConfig,
