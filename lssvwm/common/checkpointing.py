@@ -241,7 +241,7 @@ class Checkpoints:
             expected_meta,
             unchecked,
             where,
-            hint="its weights only load into the network (and settings) they were trained with",
+            hint="its weights load only into the same network they were trained with",
             defaults=defaults,
         )
         restore_args = jax.tree.map(
