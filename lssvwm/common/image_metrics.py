@@ -46,14 +46,14 @@ def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> jax.A
     return weights / jnp.sum(weights)
 
 
-def _filter_valid(x_NHWC: jax.Array, weights_K: jax.Array) -> jax.Array:
+def _filter_valid(x_HWC: jax.Array, weights_K: jax.Array) -> jax.Array:
     """Separable filtering of axes -3 and -2 keeping only windows inside the image (the
     'valid' region): [..., H, W, C] -> [..., H - K + 1, W - K + 1, C]."""
     k = weights_K.shape[0]
-    h = x_NHWC.shape[-3] - k + 1
-    x_NHWC = sum(weights_K[i] * x_NHWC[..., i : i + h, :, :] for i in range(k))
-    w = x_NHWC.shape[-2] - k + 1
-    return sum(weights_K[i] * x_NHWC[..., :, i : i + w, :] for i in range(k))
+    h = x_HWC.shape[-3] - k + 1
+    x_HWC = sum(weights_K[i] * x_HWC[..., i : i + h, :, :] for i in range(k))
+    w = x_HWC.shape[-2] - k + 1
+    return sum(weights_K[i] * x_HWC[..., :, i : i + w, :] for i in range(k))
 
 
 def ssim(
