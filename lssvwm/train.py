@@ -58,14 +58,15 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from lssvwm.common.checkpointing import Checkpoints
+from lssvwm.common.progress import Progress, format_duration
 from lssvwm.data import pipeline, sources
 from lssvwm.models import count_parameters, inputs
 from lssvwm.parallel import distributed
 from lssvwm.run_spec import RunSpec
 from lssvwm.training import evaluation, videos
 from lssvwm.training.build import BuiltRun, build
-from lssvwm.training.checkpointing import Checkpoints
-from lssvwm.training.metrics import MetricWriter, Progress, format_duration
+from lssvwm.training.metrics import MetricWriter
 from lssvwm.training.state_carrying import carry_batch_size
 from lssvwm.training.train_state import model_from_state
 from lssvwm.training.train_step import STREAM_FIELDS

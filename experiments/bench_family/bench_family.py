@@ -54,8 +54,9 @@ from experiments.benchmarking import (
     interleaved_medians,
     random_episode_fields,
 )
+from lssvwm.common.progress import FrameProgress
 from lssvwm.diffusion import DiffusionConfig, Sampler
-from lssvwm.evaluation.streaming import ProgressLine, stream_generate
+from lssvwm.evaluation.streaming import stream_generate
 from lssvwm.models import WorldModel, WorldModelConfig, cache_nbytes, count_parameters, inputs
 from lssvwm.train import model_batch
 from lssvwm.training.optimizer import make_optimizer
@@ -183,7 +184,7 @@ class Member:
             *context,
             actions[:, history:],
             jax.random.PRNGKey(rep),
-            progress=ProgressLine(window, every_seconds=60, log=log, what=f"{self.name} "),
+            progress=FrameProgress(window, every_seconds=60, log=log, what=f"{self.name} "),
         )
         return dict(
             result,

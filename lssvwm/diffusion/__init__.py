@@ -21,6 +21,7 @@ from lssvwm.diffusion.config import (
     default_config,
 )
 from lssvwm.diffusion.ddim import ddim_sample, ddim_update, sampling_times
+from lssvwm.diffusion.feedback import feed_back
 from lssvwm.diffusion.noise_levels import sample_levels, sample_noise_levels
 from lssvwm.diffusion.objective import (
     NoisedFrames,
@@ -48,6 +49,7 @@ __all__ = [
     "default_config",
     "diffusion_forcing_loss",
     "draw_training_inputs",
+    "feed_back",
     "masked_frame_loss",
     "noise_frames",
     "per_frame",

@@ -12,7 +12,8 @@ Each unit of U = `model.unit` frames (1; the chunk in the chunked window) is one
 DDIM's denoising steps in a `lax.fori_loop`, each a read-only `model.step` against the cache,
 then `model.commit` of the final frames -- the only pass whose candidate cache is kept. With
 context noise c > 0 (`config.context_noise`), the context and the committed frames are fed at
-level c (noised accordingly), as clean-prefix training does with levels in [0, c].
+level c (noised accordingly), as clean-prefix training does with levels in [0, c]
+(`lssvwm.diffusion.feedback`).
 
 The cache is a pytree argument of the jitted unit function, so per-unit timings measure the
 model, not Python. The compiled functions are keyed on the model's graph and the config (static
@@ -31,23 +32,13 @@ from flax import nnx
 
 from lssvwm.diffusion.config import DiffusionConfig
 from lssvwm.diffusion.ddim import ddim_sample
-from lssvwm.diffusion.schedules import NoiseSchedule
-
-
-def _at_context_level(rng, frames, config: DiffusionConfig):
-    """(frames as fed back at the context-noise level c, the level [b, t]); c = 0: unchanged."""
-    level = jnp.full(frames.shape[:2], config.context_noise, jnp.float32)
-    frames = frames.astype(jnp.float32)
-    if config.context_noise > 0:
-        alpha, sigma = NoiseSchedule.from_config(config).alpha_sigma(config.context_noise)
-        frames = alpha * frames + sigma * jax.random.normal(rng, frames.shape, jnp.float32)
-    return frames, level
+from lssvwm.diffusion.feedback import feed_back
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _prefill(graphdef, config, state, frames, actions, rng, cache):
     model = nnx.merge(graphdef, state)
-    frames, level = _at_context_level(rng, frames, config)
+    frames, level = feed_back(rng, frames, config)
     _, cache = model.prefill(frames, level, actions, cache)
     return cache
 
@@ -74,7 +65,7 @@ def _sample_unit(graphdef, config, state, cache, actions_U, rng, unit_index):
     model = nnx.merge(graphdef, state)
     rng_init, rng_steps, rng_commit = _unit_rngs(rng, unit_index)
     x0 = _predict(model, config, cache, actions_U, rng_init, rng_steps)
-    fed_back, level = _at_context_level(rng_commit, x0, config)
+    fed_back, level = feed_back(rng_commit, x0, config)
     return x0, model.commit(fed_back, actions_U, cache, noise_level_BU=level)
 
 
@@ -95,14 +86,7 @@ def _commit_unit(graphdef, config, state, cache, frames_U, actions_U, rng, unit_
     level, as `_sample_unit` feeds back its own frames (`level` None), or noised to `level`
     (1.0: pure noise, a frame the model is told nothing about)."""
     model = nnx.merge(graphdef, state)
-    rng_commit = _unit_rngs(rng, unit_index)[2]
-    if level is None:
-        fed_back, level_BU = _at_context_level(rng_commit, frames_U, config)
-    else:
-        alpha, sigma = NoiseSchedule.from_config(config).alpha_sigma(jnp.float32(level))
-        noise = jax.random.normal(rng_commit, frames_U.shape, jnp.float32)
-        fed_back = alpha * frames_U.astype(jnp.float32) + sigma * noise
-        level_BU = jnp.full(frames_U.shape[:2], level, jnp.float32)
+    fed_back, level_BU = feed_back(_unit_rngs(rng, unit_index)[2], frames_U, config, level)
     return model.commit(fed_back, actions_U, cache, noise_level_BU=level_BU)
 
 

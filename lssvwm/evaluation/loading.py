@@ -5,9 +5,10 @@
     sampler = run.sampler()                   # lssvwm.diffusion.Sampler over run.model
 
 The run's `config.json` (written by `lssvwm.train`) gives the model, diffusion and data sections;
-the checkpoint's meta must agree with them (`Checkpoints.restore` names any differing key).
-Restoring rebuilds the train state's structure (parameters, optimizer state, EMA) as the
-trainer does and keeps only the weights asked for.
+the checkpoint's meta must agree with them (`lssvwm.common.checkpointing.meta_differences` names
+any differing key; a key the checkpoint lacks is accepted at its default value). Only the weight
+items of the saved train state are read (parameters, non-parameter variables, EMA), into a target
+built from the model's abstract shapes: no optimizer, nothing trained, no training code.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ import jax
 import ml_collections
 from flax import nnx
 
+from lssvwm.common.checkpointing import Checkpoints
 from lssvwm.config_loading import apply_override
 from lssvwm.diffusion import DiffusionConfig, Sampler
 from lssvwm.models import WorldModel, WorldModelConfig, count_parameters
+from lssvwm.models.params import abstract_model
 from lssvwm.nn.embed import ACTION_FIELDS
-from lssvwm.training.checkpointing import Checkpoints
-from lssvwm.training.optimizer import make_optimizer
-from lssvwm.training.train_state import initial_state_shapes
 
 WEIGHTS = ("ema", "params")
 
@@ -120,15 +120,14 @@ def load_run(
             step = max(steps)
         elif step not in steps:
             raise ValueError(f"no checkpoint of step {step} in {directory}; steps: {steps}")
-        tx, _ = make_optimizer(config.optimizer, int(config.training.steps))
-        # The restore target and the graph to merge into, from shapes only.
-        graphdef, abstract = initial_state_shapes(model_config, tx)
-        # Only the weights: a state-carrying run's checkpoint also holds its training carry.
-        state, _, saved_meta = checkpoints.restore_weights(
-            {key: abstract[key] for key in ("params", "rest", "ema")}, {}, step=step
+        graphdef, abstract_weights = weight_shapes(model_config)
+        configs = {"model": model_config, "diffusion": trained_diffusion}
+        state, _, _ = checkpoints.restore_weights(
+            abstract_weights,
+            {section: _as_json(c.to_dict()) for section, c in configs.items()},
+            step=step,
+            defaults={section: _field_defaults(c) for section, c in configs.items()},
         )
-        expected = {"model": model_config, "diffusion": trained_diffusion}
-        _check_meta(saved_meta or {}, expected, directory / str(step))
     finally:
         checkpoints.close()
     chosen = jax.tree.map(jax.numpy.asarray, state[weights])
@@ -144,27 +143,27 @@ def load_run(
     )
 
 
-def _check_meta(saved: dict, expected: dict, where) -> None:
-    """The checkpoint's model/diffusion sections must equal config.json's. A key the checkpoint
-    lacks is accepted at its default value (an option added to the code after the run was
-    trained, e.g. `model.remat`, that the run did not use)."""
-    differences = []
-    for section, config in expected.items():
-        stored = saved.get(section, {})
-        defaults = {f.name: f.default for f in dataclasses.fields(type(config))}
-        current = json.loads(json.dumps(config.to_dict()))  # tuples -> lists, as JSON stores
-        for key, value in current.items():
-            if key not in stored:
-                if value != json.loads(json.dumps(defaults.get(key))):
-                    differences.append(f"{section}.{key}: not in the checkpoint, config {value!r}")
-            elif stored[key] != value:
-                differences.append(f"{section}.{key}: checkpoint {stored[key]!r} vs {value!r}")
-        differences += [f"{section}.{k}: unknown to this code" for k in stored if k not in current]
-    if differences:
-        raise ValueError(
-            f"checkpoint {where} does not match the run's config.json:\n  "
-            + "\n  ".join(differences)
-        )
+def weight_shapes(model_config: WorldModelConfig):
+    """(graphdef, {"params", "rest", "ema"} as `jax.ShapeDtypeStruct`s): the weight items of a
+    saved train state and the graph to merge them into, from the model's abstract shapes only
+    (`nnx.eval_shape`: no initialiser runs). The EMA has the parameters' structure, and the
+    split is the trainer's (`nnx.split(model, nnx.Param, ...)`), so the trees match its state."""
+    graphdef, params, rest = nnx.split(abstract_model(model_config), nnx.Param, ...)
+    return graphdef, {"params": params, "rest": rest, "ema": params}
+
+
+def _as_json(value):
+    """As the checkpoint's JSON meta holds it (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+def _field_defaults(config) -> dict:
+    """The dataclass defaults of a config (fields with a default factory have none here)."""
+    return {
+        f.name: f.default
+        for f in dataclasses.fields(type(config))
+        if f.default is not dataclasses.MISSING
+    }
 
 
 def inverse_action_table(dataset: str):

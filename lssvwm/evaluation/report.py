@@ -26,7 +26,8 @@ import pathlib
 
 import numpy as np
 
-from lssvwm.evaluation import plots, statistics, video
+from lssvwm.common import video
+from lssvwm.evaluation import plots, statistics
 from lssvwm.evaluation.reset import describe as describe_reset
 from lssvwm.evaluation.reset import reset_policy_from_flag
 from lssvwm.evaluation.tasks import MIN_EPISODES_FOR_CI, TaskScores

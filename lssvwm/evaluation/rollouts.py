@@ -28,13 +28,15 @@ import time
 import jax
 import numpy as np
 
-from lssvwm.evaluation import loading, paths, video
-from lssvwm.evaluation.image_metrics import frame_metrics
+from lssvwm.common import video
+from lssvwm.common.frames import model_range_to_uint8
+from lssvwm.common.image_metrics import frame_metrics
+from lssvwm.common.progress import FrameProgress
+from lssvwm.evaluation import loading, paths
 from lssvwm.evaluation.reset import NEVER_RESET, ResetPolicy, describe
-from lssvwm.evaluation.streaming import ProgressLine, stream_generate
+from lssvwm.evaluation.streaming import stream_generate
 from lssvwm.models import inputs
 from lssvwm.nn.embed import ACTION_FIELDS
-from lssvwm.training.videos import to_uint8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,9 +207,9 @@ def run_rollout(run: loading.LoadedRun, options: RolloutOptions, *, log=print) -
         np.asarray(actions)[None],
         jax.random.PRNGKey(options.seed),
         reset_policy=options.reset_policy,
-        progress=ProgressLine(frames, log=log),
+        progress=FrameProgress(frames, log=log),
     )
-    generated = to_uint8(inputs.rgb_of(stream.frames[0]))  # [N, H, W, 3]
+    generated = model_range_to_uint8(inputs.rgb_of(stream.frames[0]))  # [N, H, W, 3]
 
     record = {
         "frames": int(frames),

@@ -1,10 +1,13 @@
 """Streaming generation for rollouts and evaluation: prefill, then unit by unit, timed.
 
     stream = stream_generate(sampler, context_frames, context_actions, actions, rng,
-                             reset_policy=NEVER_RESET, progress=ProgressLine(n))
+                             reset_policy=NEVER_RESET, progress=FrameProgress(n))
     stream.frames            float32 [b, N, H, W, C] in [-1, 1]
     stream.per_frame_seconds [N]: each unit's wall time (blocked until ready) / frames per unit
     stream.cache             the cache after the last committed frame
+
+`progress(done, seconds_per_frame)` is called when generation starts (done = 0) and after each
+unit; `lssvwm.common.progress.FrameProgress` logs it.
 
 The context enters through the sampler's parallel prefill; every later unit is one jitted call
 of `Sampler.sample_unit` (DDIM steps against the cache, then the commit of the final frames).
@@ -33,8 +36,6 @@ then the history frames are committed (`Sampler.commit_unit`); the unit's time c
 from __future__ import annotations
 
 import dataclasses
-import logging
-import math
 import time
 from collections.abc import Callable
 
@@ -45,7 +46,6 @@ import numpy as np
 from lssvwm.diffusion import Sampler
 from lssvwm.evaluation.reset import NEVER_RESET, ResetPolicy
 from lssvwm.models import cache_nbytes
-from lssvwm.training.metrics import format_duration
 
 HISTORIES = ("generated", "truth", "blind", "oracle_depth")
 _NEEDS_TRUTH = ("truth", "oracle_depth")
@@ -64,30 +64,6 @@ class Stream:
     @property
     def cache_bytes(self) -> int:
         return cache_nbytes(self.cache)
-
-
-class ProgressLine:
-    """Logs "frame i/N  x ms/frame  ETA ..." about every `every_seconds`."""
-
-    def __init__(self, total: int, *, every_seconds: float = 10.0, log=logging.info, what=""):
-        self.total, self.every, self.log, self.what = total, every_seconds, log, what
-        self._start = self._last = time.perf_counter()
-
-    def __call__(self, done: int, seconds_per_frame: float) -> None:
-        """Called with done = 0 when generation starts (restarts the clock), then per unit."""
-        now = time.perf_counter()
-        if done == 0:
-            self._start = self._last = now
-            return
-        if done < self.total and now - self._last < self.every:
-            return
-        self._last = now
-        rate = done / max(now - self._start, 1e-9)
-        eta = (self.total - done) / rate if rate > 0 else math.inf
-        self.log(
-            f"{self.what}frame {done}/{self.total}  {1e3 * seconds_per_frame:.1f} ms/frame  "
-            f"ETA {format_duration(eta)}"
-        )
 
 
 def _check_inputs(sampler: Sampler, context_frames, context_actions, actions):

@@ -26,12 +26,13 @@ import time
 import jax
 import numpy as np
 
+from lssvwm.common.frames import model_range_to_uint8
+from lssvwm.common.image_metrics import frame_metrics
+from lssvwm.common.progress import FrameProgress
 from lssvwm.data import eval_tasks
 from lssvwm.evaluation import loading, reset, visibility
-from lssvwm.evaluation.image_metrics import frame_metrics
-from lssvwm.evaluation.streaming import HISTORIES, ProgressLine, stream_generate
+from lssvwm.evaluation.streaming import HISTORIES, stream_generate
 from lssvwm.models import inputs
-from lssvwm.training.videos import to_uint8
 
 TASK_SPLITS = {"retrieval": "test", "reasoning": "reasoning"}
 PAPER_LENGTHS = {"retrieval": (400, 399), "reasoning": (576, 224)}
@@ -194,7 +195,7 @@ def score_task(run: loading.LoadedRun, options: TaskOptions, *, log=print) -> Ta
     collected: dict[str, list] = {}
     distance_method, unit_seconds = "", []
     reset_policy = reset.reset_policy_from_flag(options.reset)
-    progress = ProgressLine(options.num_episodes * horizon, log=log, what=f"{options.task} ")
+    progress = FrameProgress(options.num_episodes * horizon, log=log, what=f"{options.task} ")
     done = 0
     for index, batch in enumerate(_batched(tasks, options.batch_size)):
         real = len(batch)
@@ -219,7 +220,7 @@ def score_task(run: loading.LoadedRun, options: TaskOptions, *, log=print) -> Ta
         )
         done += real * horizon
         unit_seconds.extend(stream.per_frame_seconds)
-        generated = to_uint8(inputs.rgb_of(stream.frames[:real]))
+        generated = model_range_to_uint8(inputs.rgb_of(stream.frames[:real]))
         truth = truth_all[:real]
         copy = np.broadcast_to(context_frames[:real, -1:], truth.shape)
         model_scores, copy_scores = frame_metrics(generated, truth), frame_metrics(copy, truth)

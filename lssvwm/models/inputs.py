@@ -29,6 +29,7 @@ from collections.abc import Mapping
 import jax.numpy as jnp
 import numpy as np
 
+from lssvwm.common.frames import uint8_to_model_range
 from lssvwm.nn.embed import ACTION_FIELDS
 
 CAMERA_FEATURES = 16  # 3x4 camera-to-world rows + (fx, fy, cx, cy)
@@ -85,12 +86,6 @@ def decode_depth(channel, depth_near: float):
     return xp.where(
         disparity > MIN_DISPARITY, depth_near / xp.maximum(disparity, MIN_DISPARITY), xp.inf
     )
-
-
-def uint8_to_model_range(frames_uint8):
-    """uint8 [0, 255] -> float32 [-1, 1] (the range the diffusion targets assume)."""
-    xp = _xp(frames_uint8)
-    return xp.asarray(frames_uint8).astype(xp.float32) * (2.0 / 255.0) - 1.0
 
 
 def model_frames(batch: Mapping, model_config):

@@ -38,17 +38,22 @@ from lssvwm.ssm._checks import check_ssd_shapes
 
 
 class _Chunks(NamedTuple):
-    """Inputs cut into chunks: big arrays token-major, per-token scalars head-major."""
+    """Inputs cut into chunks: big arrays token-major, per-token scalars head-major.
 
-    x_BCQHP: jax.Array
-    B_BCQGN: jax.Array
-    C_BCQGN: jax.Array
-    cs_BCHQ: jax.Array  # within-chunk cumulative log-decay (<= 0)
-    dt_BCHQ: jax.Array
-    from_start_BCHQ: jax.Array  # how much of the carried-in state reaches q (0 after a reset)
-    to_end_BCHQ: jax.Array  # weight of q's input in the chunk's end state (0 before a reset)
-    chunk_decay_BCH: jax.Array  # decay of the carried-in state across the whole chunk
-    episode_BCQ: jax.Array | None  # running reset count; None when there are no resets
+    Suffix letters here (the glossary is lssvwm's docstring): J chunk, Q token within the chunk
+    (the target), S source token, H heads, G groups, R = H / G heads per group, N state size,
+    P head dim, M = R * P the two merged; K chunks per scan step. The SSM matrices keep
+    their names B and C."""
+
+    x_BJQHP: jax.Array
+    B_BJQGN: jax.Array
+    C_BJQGN: jax.Array
+    cs_BJHQ: jax.Array  # within-chunk cumulative log-decay (<= 0)
+    dt_BJHQ: jax.Array
+    from_start_BJHQ: jax.Array  # how much of the carried-in state reaches q (0 after a reset)
+    to_end_BJHQ: jax.Array  # weight of q's input in the chunk's end state (0 before a reset)
+    chunk_decay_BJH: jax.Array  # decay of the carried-in state across the whole chunk
+    episode_BJQ: jax.Array | None  # running reset count; None when there are no resets
 
 
 def _pad_length(a: jax.Array, pad: int) -> jax.Array:
@@ -69,28 +74,28 @@ def _cut_into_chunks(x, dt, A, B, C, reset, Q: int, nc: int) -> _Chunks:
     def chunks(a, *tail):
         return _pad_length(a, pad).reshape(b, nc, Q, *tail)
 
-    dt_BCHQ = jnp.swapaxes(chunks(dt.astype(f32), h), 2, 3)
-    cs_BCHQ = jnp.cumsum(dt_BCHQ * A.astype(f32)[:, None], axis=-1)
-    from_start = jnp.exp(cs_BCHQ)
-    to_end = jnp.exp(cs_BCHQ[..., -1:] - cs_BCHQ) * dt_BCHQ
-    chunk_decay = jnp.exp(cs_BCHQ[..., -1])
-    episode_BCQ = None
+    dt_BJHQ = jnp.swapaxes(chunks(dt.astype(f32), h), 2, 3)
+    cs_BJHQ = jnp.cumsum(dt_BJHQ * A.astype(f32)[:, None], axis=-1)
+    from_start = jnp.exp(cs_BJHQ)
+    to_end = jnp.exp(cs_BJHQ[..., -1:] - cs_BJHQ) * dt_BJHQ
+    chunk_decay = jnp.exp(cs_BJHQ[..., -1])
+    episode_BJQ = None
     if reset is not None:
-        episode_BCQ = jnp.cumsum(chunks(reset.astype(jnp.int32)), axis=2)
-        from_start = jnp.where((episode_BCQ == 0)[:, :, None], from_start, 0.0)
-        reaches_end = episode_BCQ == episode_BCQ[:, :, -1:]
+        episode_BJQ = jnp.cumsum(chunks(reset.astype(jnp.int32)), axis=2)
+        from_start = jnp.where((episode_BJQ == 0)[:, :, None], from_start, 0.0)
+        reaches_end = episode_BJQ == episode_BJQ[:, :, -1:]
         to_end = jnp.where(reaches_end[:, :, None], to_end, 0.0)
-        chunk_decay = jnp.where((episode_BCQ[:, :, -1] == 0)[..., None], chunk_decay, 0.0)
+        chunk_decay = jnp.where((episode_BJQ[:, :, -1] == 0)[..., None], chunk_decay, 0.0)
     return _Chunks(
-        x_BCQHP=chunks(x.astype(f32), h, p),
-        B_BCQGN=chunks(B.astype(f32), g, n),
-        C_BCQGN=chunks(C.astype(f32), g, n),
-        cs_BCHQ=cs_BCHQ,
-        dt_BCHQ=dt_BCHQ,
-        from_start_BCHQ=from_start,
-        to_end_BCHQ=to_end,
-        chunk_decay_BCH=chunk_decay,
-        episode_BCQ=episode_BCQ,
+        x_BJQHP=chunks(x.astype(f32), h, p),
+        B_BJQGN=chunks(B.astype(f32), g, n),
+        C_BJQGN=chunks(C.astype(f32), g, n),
+        cs_BJHQ=cs_BJHQ,
+        dt_BJHQ=dt_BJHQ,
+        from_start_BJHQ=from_start,
+        to_end_BJHQ=to_end,
+        chunk_decay_BJH=chunk_decay,
+        episode_BJQ=episode_BJQ,
     )
 
 
@@ -100,41 +105,41 @@ def _chunk_local(chunk: _Chunks):
     `chunk` holds one chunk per field (the chunk axis removed: x [b, Q, h, p], cs [b, h, Q], ...).
     Returns y_diag [b, h, Q, p] (head-major) and own_state [b, g, n, r, p].
     """
-    b, Q, h, p = chunk.x_BCQHP.shape
-    g, n = chunk.B_BCQGN.shape[-2:]
+    b, Q, h, p = chunk.x_BJQHP.shape
+    g, n = chunk.B_BJQGN.shape[-2:]
     r = h // g
-    C_BGQN = jnp.swapaxes(chunk.C_BCQGN, 1, 2)
-    B_BGQN = jnp.swapaxes(chunk.B_BCQGN, 1, 2)
+    C_BGQN = jnp.swapaxes(chunk.C_BJQGN, 1, 2)
+    B_BGQN = jnp.swapaxes(chunk.B_BJQGN, 1, 2)
     CB_BGQS = jnp.matmul(C_BGQN, jnp.swapaxes(B_BGQN, -1, -2))
     reaches_QS = jnp.tril(jnp.ones((Q, Q), bool))
-    if chunk.episode_BCQ is not None:
-        episode_BQ = chunk.episode_BCQ
+    if chunk.episode_BJQ is not None:
+        episode_BQ = chunk.episode_BJQ
         reaches_QS = reaches_QS & (episode_BQ[:, :, None] == episode_BQ[:, None, :])
         reaches_QS = reaches_QS[:, None, None]  # [b, 1, 1, Q, S]
-    cs_BGRQ = chunk.cs_BCHQ.reshape(b, g, r, Q)
+    cs_BGRQ = chunk.cs_BJHQ.reshape(b, g, r, Q)
     segment_BGRQS = cs_BGRQ[..., :, None] - cs_BGRQ[..., None, :]
     weights_BGRQS = (
         jnp.exp(jnp.where(reaches_QS, segment_BGRQS, -jnp.inf))
         * CB_BGQS[:, :, None]
-        * chunk.dt_BCHQ.reshape(b, g, r, 1, Q)
+        * chunk.dt_BJHQ.reshape(b, g, r, 1, Q)
     )
-    x_BGRQP = jnp.swapaxes(chunk.x_BCQHP, 1, 2).reshape(b, g, r, Q, p)
+    x_BGRQP = jnp.swapaxes(chunk.x_BJQHP, 1, 2).reshape(b, g, r, Q, p)
     y_diag_BHQP = jnp.matmul(weights_BGRQS, x_BGRQP).reshape(b, h, Q, p)
     # Own contribution to the end state: B^T @ (to_end * x), laid out [n, (r, p)].
-    x_in_BGRQP = x_BGRQP * chunk.to_end_BCHQ.reshape(b, g, r, Q, 1)
-    x_in_BGQK = jnp.moveaxis(x_in_BGRQP, 3, 2).reshape(b, g, Q, r * p)
-    own_BGNK = jnp.matmul(jnp.swapaxes(B_BGQN, -1, -2), x_in_BGQK)
-    return y_diag_BHQP, own_BGNK.reshape(b, g, n, r, p)
+    x_in_BGRQP = x_BGRQP * chunk.to_end_BJHQ.reshape(b, g, r, Q, 1)
+    x_in_BGQM = jnp.moveaxis(x_in_BGRQP, 3, 2).reshape(b, g, Q, r * p)
+    own_BGNM = jnp.matmul(jnp.swapaxes(B_BGQN, -1, -2), x_in_BGQM)
+    return y_diag_BHQP, own_BGNM.reshape(b, g, n, r, p)
 
 
 def _chunk_readout(chunk: _Chunks, y_diag_BHQP, state_in_BGNRP):
     """Adds what the carried-in state contributes; returns the chunk's y [b, Q, h, p]."""
     b, g, n, r, p = state_in_BGNRP.shape
-    Q = chunk.x_BCQHP.shape[1]
-    C_BGQN = jnp.swapaxes(chunk.C_BCQGN, 1, 2)
+    Q = chunk.x_BJQHP.shape[1]
+    C_BGQN = jnp.swapaxes(chunk.C_BJQGN, 1, 2)
     y_off_BGQRP = jnp.matmul(C_BGQN, state_in_BGNRP.reshape(b, g, n, r * p)).reshape(b, g, Q, r, p)
     y_off_BHQP = jnp.moveaxis(y_off_BGQRP, 2, 3).reshape(b, g * r, Q, p)
-    y_BHQP = y_diag_BHQP + chunk.from_start_BCHQ[..., None] * y_off_BHQP
+    y_BHQP = y_diag_BHQP + chunk.from_start_BJHQ[..., None] * y_off_BHQP
     return jnp.swapaxes(y_BHQP, 1, 2)
 
 
@@ -146,27 +151,27 @@ def _advance_state(state_BGNRP, chunk_decay_BH, own_BGNRP):
 def _parallel_schedule(chunks: _Chunks, state0_BGNRP):
     """All chunks at once: local parts batched, a short scan over states, read-outs batched."""
     over_chunks = lambda fn: jax.vmap(fn, in_axes=1, out_axes=1)
-    y_diag_BCHQP, own_BCGNRP = over_chunks(_chunk_local)(chunks)
+    y_diag_BJHQP, own_BJGNRP = over_chunks(_chunk_local)(chunks)
 
     def carry_state(state_in, inputs):
         decay_BH, own = inputs
         return _advance_state(state_in, decay_BH, own), state_in
 
-    final_state, state_in_CBGNRP = jax.lax.scan(
+    final_state, state_in_JBGNRP = jax.lax.scan(
         carry_state,
         state0_BGNRP,
-        (jnp.moveaxis(chunks.chunk_decay_BCH, 1, 0), jnp.moveaxis(own_BCGNRP, 1, 0)),
+        (jnp.moveaxis(chunks.chunk_decay_BJH, 1, 0), jnp.moveaxis(own_BJGNRP, 1, 0)),
     )
-    state_in_BCGNRP = jnp.moveaxis(state_in_CBGNRP, 0, 1)
+    state_in_BJGNRP = jnp.moveaxis(state_in_JBGNRP, 0, 1)
     readout = jax.vmap(_chunk_readout, in_axes=(1, 1, 1), out_axes=1)
-    return readout(chunks, y_diag_BCHQP, state_in_BCGNRP), final_state
+    return readout(chunks, y_diag_BJHQP, state_in_BJGNRP), final_state
 
 
 def _one_chunk(chunk: _Chunks, state_BGNRP):
     """The scan body for a single chunk (fields without the chunk axis)."""
     y_diag, own = _chunk_local(chunk)
     y_chunk = _chunk_readout(chunk, y_diag, state_BGNRP)
-    return _advance_state(state_BGNRP, chunk.chunk_decay_BCH, own), y_chunk
+    return _advance_state(state_BGNRP, chunk.chunk_decay_BJH, own), y_chunk
 
 
 def _grouped_schedule(chunks: _Chunks, state0_BGNRP, chunks_per_step: int):
@@ -179,7 +184,7 @@ def _grouped_schedule(chunks: _Chunks, state0_BGNRP, chunks_per_step: int):
     and re-reading them (both measured in experiments/bench_ssd).
     """
     K = chunks_per_step
-    nc = chunks.x_BCQHP.shape[1]
+    nc = chunks.x_BJQHP.shape[1]
 
     def group_major(a):  # [b, nc, ...] -> [nc / K, b, (K,) ...]
         if a is None:
@@ -194,9 +199,9 @@ def _grouped_schedule(chunks: _Chunks, state0_BGNRP, chunks_per_step: int):
         return state, y_BKQHP
 
     groups = _Chunks(*(group_major(a) for a in chunks))
-    final_state, y_S = jax.lax.scan(jax.checkpoint(body), state0_BGNRP, groups)
-    y_B = jnp.moveaxis(y_S, 0, 1)  # [b, nc / K, (K,) Q, h, p]
-    return y_B.reshape(y_B.shape[0], nc, *y_B.shape[-3:]), final_state
+    final_state, y_steps = jax.lax.scan(jax.checkpoint(body), state0_BGNRP, groups)
+    y_grouped = jnp.moveaxis(y_steps, 0, 1)  # [b, nc / K, (K,) Q, h, p]
+    return y_grouped.reshape(y_grouped.shape[0], nc, *y_grouped.shape[-3:]), final_state
 
 
 def ssd_chunked(
@@ -224,9 +229,9 @@ def ssd_chunked(
     else:  # [b, h, p, n] -> [b, g, n, r, p]
         state0_BGNRP = jnp.moveaxis(initial_state.astype(jnp.float32).reshape(b, g, r, p, n), -1, 2)
     if chunks_per_step is None:
-        y_BCQHP, final_BGNRP = _parallel_schedule(chunks, state0_BGNRP)
+        y_BJQHP, final_BGNRP = _parallel_schedule(chunks, state0_BGNRP)
     else:
-        y_BCQHP, final_BGNRP = _grouped_schedule(chunks, state0_BGNRP, K)
-    y = y_BCQHP.reshape(b, -1, h, p)[:, :l]
+        y_BJQHP, final_BGNRP = _grouped_schedule(chunks, state0_BGNRP, K)
+    y = y_BJQHP.reshape(b, -1, h, p)[:, :l]
     final_state = jnp.moveaxis(final_BGNRP, 2, -1).reshape(b, h, p, n)
     return y.astype(x.dtype), final_state

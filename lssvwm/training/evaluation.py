@@ -16,7 +16,7 @@ the EMA weights. All figures are paired: the same windows and the same noise in 
   tf_next_frame_psnr         teacher forcing: all frames clean except the last, which is pure
                              noise (level 1); the model's one-step x0 estimate of the last frame,
                              clipped to the frame range, against the true frame (PSNR in dB on
-                             [0, 1] pixels, averaged over windows)
+                             [0, 1] pixels, lssvwm.common.image_metrics, averaged over windows)
   copy_last_frame_psnr       the same last frames "predicted" by copying the frame before
   tf_next_frame_psnr_shuffled_actions   teacher-forced PSNR with the rolled actions
 """
@@ -31,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lssvwm.common.frames import model_range_to_unit
+from lssvwm.common.image_metrics import psnr
 from lssvwm.diffusion import (
     DiffusionConfig,
     NoiseSchedule,
@@ -40,13 +42,6 @@ from lssvwm.diffusion import (
     x0_and_eps,
 )
 from lssvwm.models.inputs import model_frames, rgb_of
-
-
-def psnr_01(prediction, target) -> jax.Array:
-    """PSNR in dB per leading index of frames in [0, 1] (mean over all trailing axes)."""
-    axes = tuple(range(1, prediction.ndim))
-    mse = jnp.mean(jnp.square(prediction - target), axis=axes)
-    return 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10))
 
 
 def shuffle_actions(actions: jax.Array) -> jax.Array:
@@ -97,15 +92,15 @@ def teacher_forced_next_frame(graphdef, config: DiffusionConfig, weights, rest, 
     level_BT = jnp.zeros((n, t), jnp.float32).at[:, -1].set(1.0)
     inputs = noise_frames(rng, x0, level_BT, config)
     alpha, sigma = NoiseSchedule.from_config(config).alpha_sigma(level_BT[:, -1:])
-    truth = (rgb_of(x0[:, -1]) + 1.0) / 2.0
-    out = {"copy_last_frame_psnr": psnr_01((rgb_of(x0[:, -2]) + 1.0) / 2.0, truth)}
+    truth = model_range_to_unit(rgb_of(x0[:, -1]))
+    out = {"copy_last_frame_psnr": psnr(model_range_to_unit(rgb_of(x0[:, -2])), truth)}
     for name, acts in (("", actions), ("_shuffled_actions", shuffle_actions(actions))):
         prediction = model(inputs.noisy, inputs.noise_level, acts)[:, -1:]
         estimate, _ = x0_and_eps(
             prediction, inputs.noisy[:, -1:], per_frame(alpha), per_frame(sigma), config.target
         )
-        estimate = (jnp.clip(rgb_of(estimate[:, 0]), -1.0, 1.0) + 1.0) / 2.0
-        out[f"tf_next_frame_psnr{name}"] = psnr_01(estimate, truth)
+        estimate = model_range_to_unit(jnp.clip(rgb_of(estimate[:, 0]), -1.0, 1.0))
+        out[f"tf_next_frame_psnr{name}"] = psnr(estimate, truth)
     return out
 
 

@@ -1,9 +1,7 @@
-"""Metric writers and the progress line.
+"""The metric writer of a training run (the progress line is `lssvwm.common.progress`).
 
     writer = MetricWriter(workdir)            # metrics.jsonl + TensorBoard events in workdir/tb
     writer.write(step, {"loss": 0.1, "steps_per_sec": 2.0})
-    progress = Progress(total_steps, start_step)
-    logging.info(progress.line(step, loss))   # "step 120/600  loss 0.1234  2.10 steps/s  ETA 3m48s"
 
 `metrics.jsonl` holds one JSON object per logged step (`step` plus the scalars), appended, so a
 resumed run continues the same file (a resumed step that was logged before is logged again: the
@@ -17,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import pathlib
-import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -66,47 +63,3 @@ class MetricWriter:
             return
         self._jsonl.close()
         self._tb.close()
-
-
-def format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{seconds:02d}s"
-
-
-class Progress:
-    """Steps per second since the last report, and an ETA from the rate since the start."""
-
-    def __init__(self, total_steps: int, start_step: int):
-        self.total_steps = total_steps
-        self._start = (start_step, time.perf_counter())
-        self._last = self._start
-
-    def reset_clock(self, step: int) -> None:
-        """Restarts the timing at `step` (e.g. after compilation, which is not training speed)."""
-        self._start = self._last = (step, time.perf_counter())
-
-    def rate(self, step: int) -> float:
-        """Steps per second since the previous call (or the start); updates the mark."""
-        last_step, last_time = self._last
-        now = time.perf_counter()
-        self._last = (step, now)
-        return (step - last_step) / max(now - last_time, 1e-9)
-
-    def eta_seconds(self, step: int) -> float:
-        start_step, start_time = self._start
-        done = step - start_step
-        if done <= 0:
-            return math.inf
-        return (self.total_steps - step) * (time.perf_counter() - start_time) / done
-
-    def line(self, step: int, loss: float, steps_per_sec: float) -> str:
-        return (
-            f"step {step}/{self.total_steps}  loss {loss:.4f}  {steps_per_sec:.2f} steps/s  "
-            f"ETA {format_duration(self.eta_seconds(step))}"
-        )

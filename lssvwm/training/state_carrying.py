@@ -41,12 +41,11 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 
 from lssvwm.config_schema import check_known_keys
-from lssvwm.diffusion import DiffusionConfig, NoiseSchedule
+from lssvwm.diffusion import DiffusionConfig, feed_back
 from lssvwm.training.state_policies import FIELDS as POLICY_FIELDS
 from lssvwm.training.state_policies import ResetPolicy
 
@@ -152,11 +151,7 @@ def carry_batch_size(carry: Mapping[str, Any]) -> int:
 def clean_pass_cache(model, frames_BTHWC, actions, cache, config: DiffusionConfig, rng):
     """The cache after the window's frames fed as the sampler commits them: at the
     context-noise level c (clean for c = 0, else noised to level c), starting from `cache`."""
-    level_BT = jnp.full(frames_BTHWC.shape[:2], config.context_noise, jnp.float32)
-    frames = frames_BTHWC.astype(jnp.float32)
-    if config.context_noise > 0:
-        alpha, sigma = NoiseSchedule.from_config(config).alpha_sigma(config.context_noise)
-        frames = alpha * frames + sigma * jax.random.normal(rng, frames.shape, jnp.float32)
+    frames, level_BT = feed_back(rng, frames_BTHWC, config)
     _, next_cache = model.prefill(frames, level_BT, actions, cache)
     return next_cache
 

@@ -20,7 +20,6 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from lssvwm.models import WorldModel
 from lssvwm.training.ema import ema_decay_at, ema_update
 
 TrainState = dict[str, Any]
@@ -41,18 +40,6 @@ def init_train_state(model: nnx.Module, tx: optax.GradientTransformation) -> Tra
         "opt_state": tx.init(params),
         "ema": jax.tree.map(jnp.copy, params),
     }
-
-
-def initial_state_shapes(model_config, tx: optax.GradientTransformation):
-    """(graphdef, the step-0 train state as `jax.ShapeDtypeStruct`s) of a `WorldModelConfig`,
-    computed from shapes only (eager initialisers would compile one op per parameter shape):
-    a checkpoint's restore target, or the input of an ahead-of-time compile."""
-
-    def build():
-        return WorldModel(model_config, rngs=nnx.Rngs(0))
-
-    graphdef, _, _ = split_model(nnx.eval_shape(build))
-    return graphdef, jax.eval_shape(lambda: init_train_state(build(), tx))
 
 
 def model_from_state(graphdef, state: Mapping[str, Any], *, ema: bool = False) -> nnx.Module:

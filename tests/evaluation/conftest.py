@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from lssvwm.common.checkpointing import Checkpoints
 from lssvwm.config_loading import load_config
 from lssvwm.diffusion import DiffusionConfig
 from lssvwm.models import WorldModel, WorldModelConfig
-from lssvwm.training.checkpointing import Checkpoints
 from lssvwm.training.optimizer import make_optimizer
 from lssvwm.training.train_state import init_train_state
 

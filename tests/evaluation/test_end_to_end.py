@@ -6,13 +6,15 @@ import pathlib
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from lssvwm.data import sources
 from lssvwm.evaluation import compare, loading, report, tasks
 from lssvwm.evaluation.rollouts import RolloutOptions, run_rollout
-from tests.evaluation.conftest import TINY_STEP
+from tests.evaluation.conftest import TINY_STEP, random_model
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 ROLLOUT_CONTRACT = ("frames", "per_frame_seconds", "cache_bytes", "peak_memory_bytes", "model")
@@ -41,6 +43,20 @@ def test_load_run_restores_the_checkpoint(run, tiny_run):
         loading.load_run(tiny_run[0], step=7)
     with pytest.raises(FileNotFoundError, match="config.json"):
         loading.load_run(tiny_run[0] / "checkpoints")
+
+
+@pytest.mark.parametrize("weights", ["ema", "params"])
+def test_load_run_gives_the_saved_weights(weights, tiny_run):
+    """The restored model's variables are those the checkpoint was saved from (the tiny run's
+    random model; its EMA equals its parameters at step 0), with the same graph."""
+    loaded = loading.load_run(tiny_run[0], weights=weights)
+    saved = random_model(loaded.model_config, seed=1)
+    assert nnx.graphdef(loaded.model) == nnx.graphdef(saved)
+    got, want = nnx.state(loaded.model), nnx.state(saved)
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def test_rollout_record_and_flat_cache(run, tmp_path):

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from lssvwm.training.checkpointing import CheckpointError, Checkpoints
+from lssvwm.common.checkpointing import CheckpointError, Checkpoints
 from lssvwm.training.train_state import abstract_train_state
 
 META = {"model": {"width": 32, "block_sizes": ["full", [1, 1]]}, "diffusion": {"target": "v"}}

@@ -12,9 +12,9 @@ import pytest
 from flax import nnx
 from micro_model import BATCH, WINDOW, merged, micro_config, micro_model, run, window_inputs
 
+from lssvwm.common.checkpointing import Checkpoints
+from lssvwm.common.frames import uint8_to_model_range
 from lssvwm.diffusion import DiffusionConfig, diffusion_forcing_loss
-from lssvwm.models.inputs import uint8_to_model_range
-from lssvwm.training.checkpointing import Checkpoints
 from lssvwm.training.optimizer import default_config as optimizer_config
 from lssvwm.training.optimizer import make_optimizer
 from lssvwm.training.state_carrying import (

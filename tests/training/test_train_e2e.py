@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from lssvwm.common.checkpointing import Checkpoints
 from lssvwm.config_loading import load_config
 from lssvwm.evaluation.loading import load_run
 from lssvwm.train import train_and_evaluate
-from lssvwm.training.checkpointing import Checkpoints
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CONTRACT = (

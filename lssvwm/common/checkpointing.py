@@ -4,6 +4,7 @@
     checkpoints.save(step, state, data_state={"step": n}, meta={"model": {...}})
     if checkpoints.latest_step() is not None:
         state, data_state, meta = checkpoints.restore_latest(abstract_state, expected_meta)
+    weights, step, meta = checkpoints.restore_weights(abstract_weights, expected_meta)
 
 One `ocp.CheckpointManager` with three items per step: `state` (the whole train-state pytree:
 parameters, optimizer state, EMA, step; StandardSave), `data` (the pipeline's `get_state()`, JSON)
@@ -14,7 +15,9 @@ well under a second, and a Ctrl-C right after `save` returns cannot lose the ste
 
 A checkpoint that cannot be restored (files missing or damaged, or a state of other shapes)
 raises `CheckpointError` naming the step directory and the problem; a `meta` that disagrees with
-the current config names the differing keys, which is clearer than a shape mismatch deep in orbax.
+the current config names the differing keys (`meta_differences`: the one comparison, for resuming,
+warm starts and loading a run for evaluation), which is clearer than a shape mismatch deep in
+orbax. Training and evaluation both read checkpoints through this class.
 """
 
 from __future__ import annotations
@@ -31,17 +34,41 @@ class CheckpointError(RuntimeError):
     """A checkpoint exists but cannot be restored into this run."""
 
 
-def _differences(
-    saved: Mapping, current: Mapping, prefix: str = "", ignore: Collection[str] = ()
+_MISSING = "<missing>"
+
+
+def meta_differences(
+    saved: Mapping,
+    current: Mapping,
+    *,
+    unchecked: Collection[str] = (),
+    defaults: Mapping | None = None,
+    prefix: str = "",
 ) -> list[str]:
+    """Lines "key: checkpoint A vs config B" for every dotted key where a checkpoint's meta and
+    this run's differ (lists and tuples compare alike, as JSON stores both as lists).
+
+    `unchecked`: dotted keys that may differ or be absent. `defaults` (nested like `current`):
+    values a key missing from the checkpoint is taken to have -- an option added to the code
+    after the run was trained, which the run did not use (the config's dataclass defaults)."""
+    defaults = defaults or {}
     keys = []
     for key in sorted(set(saved) | set(current)):
         name = f"{prefix}{key}"
-        if name in ignore:
+        if name in unchecked:
             continue
-        a, b = saved.get(key, "<missing>"), current.get(key, "<missing>")
+        a, b = saved.get(key, _MISSING), current.get(key, _MISSING)
         if isinstance(a, Mapping) and isinstance(b, Mapping):
-            keys += _differences(a, b, name + ".", ignore)
+            inner = defaults.get(key)
+            keys += meta_differences(
+                a,
+                b,
+                unchecked=unchecked,
+                defaults=inner if isinstance(inner, Mapping) else None,
+                prefix=name + ".",
+            )
+        elif a == _MISSING and key in defaults and _normalise(defaults[key]) == _normalise(b):
+            continue
         elif _normalise(a) != _normalise(b):
             keys.append(f"{name}: checkpoint {a!r} vs config {b!r}")
     return keys
@@ -76,8 +103,9 @@ def _check_meta(
     unchecked: Collection[str],
     where,
     hint: str = "use a new --workdir for a new config",
+    defaults: Mapping | None = None,
 ) -> None:
-    differences = _differences(saved, expected, ignore=unchecked)
+    differences = meta_differences(saved, expected, unchecked=unchecked, defaults=defaults)
     if differences:
         raise CheckpointError(
             f"checkpoint {where} was trained with a different config; differing keys:\n  "
@@ -191,14 +219,17 @@ class Checkpoints:
         expected_meta: Mapping[str, Any],
         unchecked: Collection[str] = (),
         step: int | None = None,
+        defaults: Mapping[str, Any] | None = None,
     ) -> tuple[dict, int, dict]:
         """(weights, step, meta): only the items of `abstract_weights` (params, rest, ema) of the
-        newest checkpoint (or `step`), for a warm start; the rest of the saved train state
-        (optimizer moments, step, carried state) is not read -- so it also loads runs whose
-        train state has items this reader does not build (a state-carrying run's `carry`).
+        newest checkpoint (or `step`), for a warm start or for sampling; the rest of the saved
+        train state (optimizer moments, step, carried state) is not read -- so it also loads
+        runs whose train state has items this reader does not build (a state-carrying run's
+        `carry`), and needs no optimizer to describe them.
 
         `expected_meta` is compared with the sections of the saved meta that it names (e.g. only
-        "model": a fine-tune may change the diffusion recipe, not the network)."""
+        "model": a fine-tune may change the diffusion recipe, not the network); `unchecked` and
+        `defaults` as in `meta_differences`."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise CheckpointError(f"no checkpoint to start from in {self.directory}")
@@ -206,7 +237,12 @@ class Checkpoints:
         meta = self._read_meta(step)
         saved = {key: meta.get(key, "<missing>") for key in expected_meta}
         _check_meta(
-            saved, expected_meta, unchecked, where, hint="a warm start needs the same network"
+            saved,
+            expected_meta,
+            unchecked,
+            where,
+            hint="its weights load only into the same network they were trained with",
+            defaults=defaults,
         )
         restore_args = jax.tree.map(
             lambda leaf: ocp.ArrayRestoreArgs(sharding=getattr(leaf, "sharding", None)),

@@ -3,8 +3,9 @@
     psnr(prediction, target)   [...]  dB, over the last three axes (H, W, C)
     ssim(prediction, target)   [...]  mean structural similarity, over the last three axes
 
-PSNR is 10 log10(1 / MSE) with the MSE floored at 1e-10, so identical frames score 100 dB (as
-`lssvwm.training.evaluation.psnr_01`) instead of infinity, which would swamp every mean.
+PSNR is 10 log10(1 / MSE) with the MSE floored at 1e-10, so identical frames score 100 dB
+instead of infinity, which would swamp every mean. The training's held-out figures
+(`lssvwm.training.evaluation`) and the evaluation tasks both use this one PSNR.
 
 SSIM is Wang et al. (2004): local means, variances and covariance under an 11 x 11 Gaussian
 window (sigma 1.5, weights normalised to sum 1, population statistics), the constants
@@ -12,7 +13,7 @@ C1 = (0.01 L)^2 and C2 = (0.03 L)^2 with dynamic range L = 1, computed per chann
 over the windows that lie wholly inside the image (no padding) and the channels. This is what
 scikit-image's `structural_similarity(..., gaussian_weights=True, sigma=1.5,
 use_sample_covariance=False, data_range=1, channel_axis=-1)` computes (it pads, then crops the
-padded border away); `tests/evaluation` checks it against that implementation.
+padded border away); `tests/common/test_image_metrics.py` checks it against that implementation.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import functools
 
 import jax
 import jax.numpy as jnp
+
+from lssvwm.common.frames import uint8_to_unit
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -43,14 +46,14 @@ def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> jax.A
     return weights / jnp.sum(weights)
 
 
-def _filter_valid(x_NHWC: jax.Array, weights_K: jax.Array) -> jax.Array:
+def _filter_valid(x_HWC: jax.Array, weights_K: jax.Array) -> jax.Array:
     """Separable filtering of axes -3 and -2 keeping only windows inside the image (the
     'valid' region): [..., H, W, C] -> [..., H - K + 1, W - K + 1, C]."""
     k = weights_K.shape[0]
-    h = x_NHWC.shape[-3] - k + 1
-    x_NHWC = sum(weights_K[i] * x_NHWC[..., i : i + h, :, :] for i in range(k))
-    w = x_NHWC.shape[-2] - k + 1
-    return sum(weights_K[i] * x_NHWC[..., :, i : i + w, :] for i in range(k))
+    h = x_HWC.shape[-3] - k + 1
+    x_HWC = sum(weights_K[i] * x_HWC[..., i : i + h, :, :] for i in range(k))
+    w = x_HWC.shape[-2] - k + 1
+    return sum(weights_K[i] * x_HWC[..., :, i : i + w, :] for i in range(k))
 
 
 def ssim(
@@ -104,6 +107,5 @@ def _check_pair(prediction, target, name: str):
 @jax.jit
 def frame_metrics(prediction_uint8, target_uint8) -> dict[str, jax.Array]:
     """{"psnr", "ssim"} per frame of uint8 frames [..., H, W, C] (scaled to [0, 1] here)."""
-    prediction = prediction_uint8.astype(jnp.float32) / 255.0
-    target = target_uint8.astype(jnp.float32) / 255.0
+    prediction, target = uint8_to_unit(prediction_uint8), uint8_to_unit(target_uint8)
     return {"psnr": psnr(prediction, target), "ssim": ssim(prediction, target)}

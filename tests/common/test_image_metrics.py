@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lssvwm.evaluation.image_metrics import frame_metrics, gaussian_window, psnr, ssim
+from lssvwm.common.image_metrics import frame_metrics, gaussian_window, psnr, ssim
 
 
 def checkerboard(shape) -> np.ndarray:

@@ -1,12 +1,15 @@
-"""Videos of rollouts and evaluation episodes: generated frames beside the ground truth.
+"""Movies of generated frames beside the ground truth, written as GIF or mp4.
 
+    movie = side_by_side(generated_BTHWC, truth_BTHWC, context_frames, scale)     # uint8 movie
     movie = comparison_movie(generated_BTHWC, truth_BTHWC, context_frames, has_truth_BT=...)
     path  = write_video(movie, "out/rollout", fps=8, video_format="auto")   # .mp4 or .gif
+    path  = write_gif(movie, "samples/step_100.gif")
 
-Each row is one stream: the model's frame on the left, the true frame on the right (a grey
-panel where no ground truth exists), under a white bar for context frames and a red one for
-generated frames (`lssvwm.training.videos.side_by_side`). `auto` writes an .mp4 when `imageio`
-with its ffmpeg plugin is installed (the `video` extra) and a GIF (pillow) otherwise.
+Each row is one stream: the model's frame on the left, the true frame on the right (in
+`comparison_movie`, a grey panel where no ground truth exists), under a white bar for context
+frames and a red one for generated frames. `auto` writes an .mp4 when `imageio` with its ffmpeg
+plugin is installed (the `video` extra) and a GIF (pillow) otherwise. Training's sample GIFs and
+the evaluation's rollout and episode videos are both drawn here.
 """
 
 from __future__ import annotations
@@ -15,11 +18,33 @@ import importlib.util
 import pathlib
 
 import numpy as np
-
-from lssvwm.training.videos import side_by_side, write_gif
+from PIL import Image
 
 FORMATS = ("auto", "gif", "mp4")
 _MISSING_TRUTH_GREY = 96
+
+
+def side_by_side(generated_BTHWC, truth_BTHWC, context_frames: int, scale: int) -> np.ndarray:
+    """[T, rows, cols, 3] uint8 movie frames: per window a row of (model | truth)."""
+    b, t, h, w, _ = truth_BTHWC.shape
+    bar = max(1, h // 16)
+    pad = 2
+    movie = np.full((t, b * (h + bar + pad), 2 * w + pad, 3), 32, np.uint8)
+    for i in range(b):
+        top = i * (h + bar + pad)
+        movie[:, top + bar : top + bar + h, :w] = generated_BTHWC[i]
+        movie[:, top + bar : top + bar + h, w + pad :] = truth_BTHWC[i]
+        movie[:context_frames, top : top + bar] = 255
+        movie[context_frames:, top : top + bar] = (220, 40, 40)
+    return movie.repeat(scale, axis=1).repeat(scale, axis=2)
+
+
+def write_gif(movie_THWC: np.ndarray, path: str | pathlib.Path, fps: float = 8.0) -> pathlib.Path:
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = [Image.fromarray(frame) for frame in movie_THWC]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return path
 
 
 def comparison_movie(
