@@ -1,7 +1,7 @@
 """Rollouts and evaluation of trained runs: tasks, metrics, plots and videos.
 
 Modules (the command lines are `lssvwm/rollout.py` and `lssvwm/evaluate.py`; checkpoints, PSNR
-and SSIM, videos and progress lines come from `lssvwm.common`, never from `lssvwm.training`):
+and SSIM, videos and progress lines come from `lssvwm.common`, never from the training package):
   loading        a run directory's config + newest checkpoint -> model, sampler, data config
   streaming      prefill + unit-by-unit generation, timed, with a reset-policy hook
   reset          rollout-time reset policies (never, every N frames)

@@ -4,7 +4,7 @@ A policy is any callable `policy(frame, batch) -> mask | None`, asked before eac
 generated; `frame` is the index of the unit's first generated frame (0 = the first frame after
 the context). It returns None (carry on) or a bool mask [batch] of the streams whose state is
 reset (`WorldModel.reset_cache`: SSM, conv and attention caches, as at an episode start). The
-training-side policies (`lssvwm.training.state_*`) can be wrapped in this signature.
+training-side policies (training/state_policies.py) can be wrapped in this signature.
 
     NEVER_RESET                          the default: carry everything
     ResetEvery(n)                        every stream, before generated frames n, 2n, 3n, ...
