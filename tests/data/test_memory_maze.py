@@ -138,7 +138,7 @@ def test_config_and_builder_params_are_checked():
         MemoryMazeConfig(episode_length=0)
     with pytest.raises(ValueError, match="mazesize"):
         MemoryMaze.builder_config_for({"mazesize": 9})
-    with pytest.raises(ValueError, match="explorer parameter"):
+    with pytest.raises(ValueError, match="data.memory_maze.explorer.speed is unknown"):
         MemoryMaze.builder_config_for({"explorer": {"speed": 2}})
     with pytest.raises(ValueError, match="multiple of segment_length"):
         MemoryMaze.builder_config_for({"episode_length": 100, "segment_length": 64})
