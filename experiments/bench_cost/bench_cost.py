@@ -107,26 +107,26 @@ def measure_train(args, model: str, window: int, peak: dict) -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from flax import nnx
 
     from experiments.benchmarking import compiled_costs, random_episode_fields
-    from lssvwm.diffusion import DiffusionConfig
-    from lssvwm.models import WorldModel, WorldModelConfig, count_parameters
+    from lssvwm.models import count_parameters
+    from lssvwm.run_spec import RunSpec
     from lssvwm.train import model_batch
-    from lssvwm.training.optimizer import make_optimizer
-    from lssvwm.training.train_state import init_train_state, split_model
-    from lssvwm.training.train_step import make_train_step
+    from lssvwm.training.build import build
 
     config = model_config_for(
         args,
         model,
         {
+            "seed": args.seed,
             "training.window_length": window,
             "training.batch_size": args.train_batch,
             "model.max_frames": window,
+            "eval.context_frames": 1,  # no held-out figures here: any window is valid
         },
     )
-    model_config = WorldModelConfig.from_mapping(config.model.to_dict())
+    run = build(RunSpec.from_config(config, source=args.config, check_data=False))
+    model_config = run.spec.model
     row = dict(
         kind="train",
         model=model,
@@ -135,22 +135,10 @@ def measure_train(args, model: str, window: int, peak: dict) -> dict:
         params=count_parameters(model_config),
         tokens_per_step=args.train_batch * window * model_config.tokens_per_frame,
     )
-    diffusion = DiffusionConfig.from_mapping(config.diffusion)
-    tx, schedule = make_optimizer(config.optimizer, int(config.training.steps))
-    network = nnx.jit(lambda: WorldModel(model_config, rngs=nnx.Rngs(args.seed)))()
-    graphdef, _, _ = split_model(network)
-    step = make_train_step(
-        graphdef,
-        diffusion,
-        tx,
-        ema_decay=float(config.optimizer.ema_decay),
-        seed=args.seed,
-        schedule=schedule,
-    )
+    step = run.make_train_step()  # the trainer's step: same shardings, donation and state
     raw = random_episode_fields(model_config, args.train_batch, window, args.seed)
-    batch = jax.device_put(model_batch(raw, model_config))
-    state = init_train_state(network, tx)
-    del network
+    batch = run.parallel.place_batch(model_batch(raw, model_config))
+    state = run.init_state()
     begin = time.perf_counter()
     compiled = step.lower(state, None, batch).compile()
     row["compile_seconds"] = round(time.perf_counter() - begin, 2)

@@ -43,6 +43,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import nnx
 
@@ -58,10 +59,9 @@ from lssvwm.common.progress import FrameProgress
 from lssvwm.diffusion import DiffusionConfig, Sampler
 from lssvwm.evaluation.streaming import stream_generate
 from lssvwm.models import WorldModel, WorldModelConfig, cache_nbytes, count_parameters, inputs
+from lssvwm.run_spec import RunSpec
 from lssvwm.train import model_batch
-from lssvwm.training.optimizer import make_optimizer
-from lssvwm.training.train_state import init_train_state, split_model
-from lssvwm.training.train_step import make_train_step
+from lssvwm.training.build import build
 
 REFERENCE = "lssvwm"
 FRAMES = "100,1000"  # the frames N whose per-frame generation time is measured
@@ -139,20 +139,13 @@ class Member:
         self._compile_train_step(config)
 
     def _compile_train_step(self, config) -> None:
-        tx, schedule = make_optimizer(config.optimizer, int(config.training.steps))
-        graphdef, _, _ = split_model(self.model)
-        step = make_train_step(
-            graphdef,
-            self.diffusion,
-            tx,
-            ema_decay=float(config.optimizer.ema_decay),
-            seed=self.seed,
-            schedule=schedule,
-        )
+        config = ml_collections.ConfigDict(config.to_dict())
+        config.seed = self.seed
+        run = build(RunSpec.from_config(config, check_data=False))  # the trainer's build
+        step = run.make_train_step()
         raw = random_episode_fields(self.model_config, self.batch_size, self.window, self.seed)
-        self.batch = jax.device_put(model_batch(raw, self.model_config))
-        # copies: the step donates its state, the rollouts keep using the model's own weights
-        self.state = jax.tree.map(jnp.copy, init_train_state(self.model, tx))
+        self.batch = run.parallel.place_batch(model_batch(raw, self.model_config))
+        self.state = run.init_state()  # its own weights: the step donates them
         begin = time.perf_counter()
         self.train_step = step.lower(self.state, None, self.batch).compile()
         self.row["train_compile_seconds"] = round(time.perf_counter() - begin, 2)

@@ -19,18 +19,13 @@ import argparse
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from experiments.benchmarking import environment_record, interleaved_medians
 from lssvwm.config_loading import load_config
-from lssvwm.diffusion import DiffusionConfig
-from lssvwm.models import WorldModel, WorldModelConfig, count_parameters
-from lssvwm.training.optimizer import make_optimizer
-from lssvwm.training.state_carrying import StateConfig, init_carry
-from lssvwm.training.train_state import init_train_state, split_model
-from lssvwm.training.train_step import make_train_step
+from lssvwm.models import WorldModelConfig, count_parameters
+from lssvwm.run_spec import RunSpec
+from lssvwm.training.build import build
 
 POLICIES = {
     "plain": None,
@@ -66,31 +61,28 @@ def main():
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
-    config = load_config(args.config)
-    model_config = WorldModelConfig.from_mapping(config.model)
-    diffusion = DiffusionConfig.from_mapping(config.diffusion)
-    batch_size, frames = int(config.training.batch_size), int(config.training.window_length)
-    model = WorldModel(model_config, rngs=nnx.Rngs(0))
-    graphdef, _, _ = split_model(model)
-    tx, schedule = make_optimizer(config.optimizer, 1000)
-    batch = random_batch(model_config, batch_size, frames)
-    step_kwargs = dict(ema_decay=0.99, seed=0, schedule=schedule)
+    config = load_config(args.config).to_dict()
+    config["training"]["steps"] = 1000  # the learning-rate schedule's length
+    config["optimizer"]["ema_decay"] = 0.99
+    model_config = WorldModelConfig.from_mapping(config["model"])
+    batch_size, frames = config["training"]["batch_size"], config["training"]["window_length"]
+    host_batch = random_batch(model_config, batch_size, frames)
 
     candidates, temp_bytes, carry_bytes = {}, {}, {}
     for name in args.policies.split(","):
-        fields = POLICIES[name]
-        state = jax.tree.map(jnp.copy, init_train_state(model, tx))
-        state_config = StateConfig.from_config(fields)  # None: plain training
-        state_config.check_model(model_config)
-        step = make_train_step(graphdef, diffusion, tx, state_config, **step_kwargs)
-        carry = init_carry(model, batch_size) if state_config.stateful else None
+        # The trainer's build of this policy: same state, carry, shardings and step.
+        spec = RunSpec.from_config({**config, "state": POLICIES[name] or {}}, check_data=False)
+        built = build(spec)
+        step = built.make_train_step()
+        batch = built.parallel.place_batch(host_batch)
+        state, carry = built.init_state(), built.init_carry(batch_size)
         if carry is not None:
             carry_bytes[name] = sum(x.nbytes for x in jax.tree.leaves(carry))
         analysis = step.lower(state, carry, batch).compile().memory_analysis()
         temp_bytes[name] = None if analysis is None else int(analysis.temp_size_in_bytes)
         holder = {"state": state, "carry": carry}
 
-        def run(step=step, holder=holder):
+        def run(step=step, holder=holder, batch=batch):
             holder["state"], holder["carry"], metrics = step(
                 holder["state"], holder["carry"], batch
             )
