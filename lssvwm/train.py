@@ -60,6 +60,7 @@ from ml_collections import config_flags
 
 from lssvwm.common.checkpointing import Checkpoints
 from lssvwm.common.progress import Progress, format_duration
+from lssvwm.common.video import write_gif
 from lssvwm.data import pipeline, sources
 from lssvwm.models import count_parameters, inputs
 from lssvwm.parallel import distributed
@@ -394,7 +395,7 @@ def write_sample(run: BuiltRun, state, eval_source, workdir: pathlib.Path, step:
         jax.random.PRNGKey(section.seed),
     )
     if distributed.is_primary():
-        path = videos.write_gif(movie, workdir / "samples" / f"step_{step}.gif")
+        path = write_gif(movie, workdir / "samples" / f"step_{step}.gif")
         logging.info("sample video %s (%s)", path, format_duration(time.perf_counter() - begin))
 
 

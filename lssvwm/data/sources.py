@@ -65,11 +65,6 @@ def get_builder(data_config, *, build: bool = True, **builder_kwargs):
     return builder
 
 
-def stored_fields(data_config) -> tuple[str, ...]:
-    """The fields the dataset of `data_config` stores, known without building it."""
-    return tuple(get_builder(data_config, build=False).layout().fields)
-
-
 def open_split(
     data_config, split: str | None = None, fields: Sequence[str] | None = None, **builder_kwargs
 ) -> SegmentSource:

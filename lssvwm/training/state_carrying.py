@@ -107,7 +107,7 @@ class StateConfig:
 
     @property
     def stateful(self) -> bool:
-        """Whether training needs the stateful step (else the plain `make_train_step`)."""
+        """Whether the train step runs a state policy (else the plain pass, no carry)."""
         return self.carry or self.policy.initial != "zeros"
 
     @property

@@ -1,7 +1,7 @@
 """Sample videos: the model's autoregressive continuation of held-out windows beside the truth.
 
-    path = write_sample_video(model, diffusion_config, windows, context_frames, path, rng)
-    movie = sample_movie(model, diffusion_config, windows, context_frames, rng)  # no file
+    movie = sample_movie(model, diffusion_config, windows, context_frames, rng)
+    write_gif(movie, path)      # lssvwm.common.video; the trainer writes on process 0 only
 
 `windows` holds the episode fields of b held-out windows ([b, t, ...]: frames, the conditioning
 field, and depth/poses for the spatial-memory model; `lssvwm.models.inputs` makes the inputs).
@@ -15,13 +15,11 @@ show the truth on both sides and a white bar on top, generated frames a red bar
 
 from __future__ import annotations
 
-import pathlib
-
 import jax
 import numpy as np
 
 from lssvwm.common.frames import model_range_to_uint8
-from lssvwm.common.video import side_by_side, write_gif
+from lssvwm.common.video import side_by_side
 from lssvwm.diffusion import DiffusionConfig, Sampler
 from lssvwm.models.inputs import model_actions, model_frames, rgb_of
 
@@ -50,18 +48,3 @@ def sample_movie(
     generated = rgb_of(model_range_to_uint8(generated))
     movie_frames = np.concatenate([frames_uint8[:, :context_frames], generated], axis=1)
     return side_by_side(movie_frames, frames_uint8, context_frames, scale)
-
-
-def write_sample_video(
-    model,
-    diffusion_config: DiffusionConfig,
-    windows: dict,
-    context_frames: int,
-    path: str | pathlib.Path,
-    rng: jax.Array,
-    *,
-    scale: int = 4,
-) -> pathlib.Path:
-    """`sample_movie` written as a GIF to `path`."""
-    movie = sample_movie(model, diffusion_config, windows, context_frames, rng, scale=scale)
-    return write_gif(movie, path)
