@@ -76,6 +76,7 @@ class WorldModelConfig:
     num_actions: int = 0
     pose_scale: float = 1.0
     relative_pose_scale: float = 1.0
+    pose_frequencies: int = 0  # Fourier octaves of the absolute pose (lssvwm/nn/embed.py)
     frequency_dim: int = 256
     noise_level_scale: float = 1000.0
     dtype: str = "float32"
@@ -196,6 +197,8 @@ class WorldModelConfig:
             raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}")
         if self.action_mode == "discrete" and self.num_actions < 1:
             raise ValueError("action_mode 'discrete' needs num_actions >= 1")
+        if self.pose_frequencies < 0:
+            raise ValueError(f"pose_frequencies must be >= 0, got {self.pose_frequencies}")
         if self.uses_ssm:
             inner = self.ssm_expand * self.width
             if inner % self.ssm_head_dim:

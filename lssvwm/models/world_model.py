@@ -102,6 +102,7 @@ class WorldModel(nnx.Module):
             num_actions=config.num_actions,
             pose_scale=config.pose_scale,
             relative_pose_scale=config.relative_pose_scale,
+            pose_frequencies=config.pose_frequencies,
             frequency_dim=config.frequency_dim,
             noise_level_scale=config.noise_level_scale,
             rngs=rngs,

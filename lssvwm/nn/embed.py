@@ -17,7 +17,13 @@ Action modes:
                   frame t).
   pose            poses [b, t, 3] = (x, y, heading psi): features (x / s, y / s, cos psi, sin psi)
                   with s = pose_scale (the maze size), through an MLP. Absolute, so no path
-                  integration is needed to revisit a place.
+                  integration is needed to revisit a place. With `pose_frequencies` = n > 0,
+                  Fourier features follow: sin/cos(2^j pi x / s), sin/cos(2^j pi y / s) and
+                  sin/cos(2^(j+1) psi) for j < n. Why: retrieving a view by its pose asks
+                  attention for a sharp pose-similarity kernel; a dot product of these features
+                  is one (a sum of cosines of the pose difference), while an MLP on the four raw
+                  features must first build high frequencies itself, which small networks learn
+                  slowly (the spectral bias of NeRF's positional-encoding argument).
   relative_pose   the motion from frame t-1 to t in frame t-1's heading frame:
                   (dx', dy') / relative_pose_scale, cos dpsi, sin dpsi, through an MLP. The first
                   frame of a call uses the previous pose handed in (from the streaming cache) or,
@@ -52,8 +58,9 @@ ACTION_FIELDS = {
     "relative_pose": "position",
     "pose_and_motion": "position",
 }
-# Pose-feature width of each pose mode (the input of the action MLP).
+# Pose-feature width of each pose mode without Fourier features (`pose_feature_count` with them).
 POSE_FEATURES = {"pose": 4, "relative_pose": 4, "pose_and_motion": 8}
+FOURIER_PER_FREQUENCY = 6  # sin and cos of x, y and the heading harmonic
 TOKEN_NAMES = ("batch", "time", "height", "width", "embed")
 
 
@@ -219,11 +226,25 @@ class Unpatchify(nnx.Module):
         return unpatchify(self.proj(x), self.patch_size, self.out_channels)
 
 
-def pose_features(poses_BT3: jax.Array, pose_scale: float) -> jax.Array:
-    """Absolute pose (x, y, psi) -> (x / s, y / s, cos psi, sin psi)."""
+def pose_feature_count(mode: str, frequencies: int = 0) -> int:
+    """Width of `pose_mode_features` for `mode` with `frequencies` Fourier octaves."""
+    absolute = mode in ("pose", "pose_and_motion")
+    return POSE_FEATURES[mode] + (FOURIER_PER_FREQUENCY * frequencies if absolute else 0)
+
+
+def pose_features(poses_BT3: jax.Array, pose_scale: float, frequencies: int = 0) -> jax.Array:
+    """Absolute pose (x, y, psi) -> (x / s, y / s, cos psi, sin psi) [+ Fourier features].
+
+    With `frequencies` = n: then, for j < n, sin and cos of 2^j pi x / s, of 2^j pi y / s and
+    of 2^(j+1) psi (module docstring).
+    """
     xy = poses_BT3[..., :2] / pose_scale
     psi = poses_BT3[..., 2:3]
-    return jnp.concatenate([xy, jnp.cos(psi), jnp.sin(psi)], axis=-1)
+    parts = [xy, jnp.cos(psi), jnp.sin(psi)]
+    for j in range(frequencies):
+        angles = jnp.concatenate([(2.0**j * jnp.pi) * xy, 2.0 ** (j + 1) * psi], axis=-1)
+        parts += [jnp.sin(angles), jnp.cos(angles)]
+    return jnp.concatenate(parts, axis=-1)
 
 
 def relative_pose_features(
@@ -258,11 +279,13 @@ def pose_mode_features(
     *,
     pose_scale: float,
     relative_pose_scale: float,
+    pose_frequencies: int = 0,
 ) -> jax.Array:
-    """The features [b, t, POSE_FEATURES[mode]] of a pose action mode (module docstring)."""
+    """The features [b, t, pose_feature_count(mode, pose_frequencies)] of a pose action mode
+    (module docstring)."""
     parts = []
     if mode in ("pose", "pose_and_motion"):
-        parts.append(pose_features(poses_BT3.astype(jnp.float32), pose_scale))
+        parts.append(pose_features(poses_BT3.astype(jnp.float32), pose_scale, pose_frequencies))
     if mode in MOTION_MODES:
         parts.append(
             relative_pose_features(poses_BT3, previous_B3, has_previous_B, relative_pose_scale)
@@ -281,6 +304,7 @@ class FrameConditioning(nnx.Module):
       num_actions: discrete vocabulary size (discrete mode).
       pose_scale: metres that map to 1 in absolute pose features (the maze size).
       relative_pose_scale: metres per unit in relative pose features (a typical step).
+      pose_frequencies: Fourier octaves of the absolute pose (0: the raw features only).
       frequency_dim: sinusoidal features of the noise level.
       noise_level_scale: multiplies the noise level before the features (levels in [0, 1] ->
         [0, 1000], the range DiT's timestep features are made for).
@@ -294,6 +318,7 @@ class FrameConditioning(nnx.Module):
         num_actions: int = 0,
         pose_scale: float = 1.0,
         relative_pose_scale: float = 1.0,
+        pose_frequencies: int = 0,
         frequency_dim: int = 256,
         noise_level_scale: float = 1000.0,
         rngs: nnx.Rngs,
@@ -307,6 +332,7 @@ class FrameConditioning(nnx.Module):
         self.num_actions = num_actions
         self.pose_scale = pose_scale
         self.relative_pose_scale = relative_pose_scale
+        self.pose_frequencies = pose_frequencies
         self.frequency_dim = frequency_dim
         self.noise_level_scale = noise_level_scale
         kw = dict(rngs=rngs, param_dtype=param_dtype)
@@ -321,7 +347,8 @@ class FrameConditioning(nnx.Module):
                 rngs=rngs,
             )
         else:
-            self.action_in = dense(POSE_FEATURES[action_mode], width, ("cond", "embed"), **kw)
+            features = pose_feature_count(action_mode, pose_frequencies)
+            self.action_in = dense(features, width, ("cond", "embed"), **kw)
             self.action_out = dense(width, width, ("embed", "embed"), **kw)
 
     def check_actions(self, actions, batch_frames: tuple[int, int]) -> None:
@@ -363,6 +390,7 @@ class FrameConditioning(nnx.Module):
                 has_previous_B,
                 pose_scale=self.pose_scale,
                 relative_pose_scale=self.relative_pose_scale,
+                pose_frequencies=self.pose_frequencies,
             )
             action = self.action_out(jax.nn.silu(self.action_in(pose)))
         return constrain(noise + action.astype(noise.dtype), ("batch", "time", "embed"))

@@ -8,6 +8,7 @@ from flax import nnx
 from lssvwm.nn.embed import (
     FrameConditioning,
     patchify,
+    pose_feature_count,
     pose_features,
     pose_mode_features,
     relative_pose_features,
@@ -38,6 +39,42 @@ def test_sincos_2d_distinguishes_every_position():
 def test_pose_features():
     poses = jnp.array([[[2.0, -1.0, np.pi / 2]]])
     np.testing.assert_allclose(pose_features(poses, 4.0), [[[0.5, -0.25, 0.0, 1.0]]], atol=1e-6)
+
+
+def test_pose_fourier_features_extend_the_raw_ones_and_make_a_shift_invariant_kernel():
+    rng = np.random.default_rng(0)
+    poses = jnp.asarray(rng.uniform(-5, 5, (2, 7, 3)), jnp.float32)
+    three = pose_features(poses, 11.0, frequencies=3)
+    assert three.shape == (2, 7, pose_feature_count("pose", 3)) == (2, 7, 4 + 6 * 3)
+    np.testing.assert_allclose(three[..., :4], pose_features(poses, 11.0), atol=1e-6)
+    assert pose_feature_count("pose_and_motion", 3) == 8 + 18
+    assert pose_feature_count("relative_pose", 3) == 4  # nothing absolute to encode
+    # The octave-j block: sin and cos of (2^j pi x / s, 2^j pi y / s, 2^(j+1) psi).
+    x, y, psi = (poses[..., i] for i in range(3))
+    octave_1 = three[..., 4 + 6 : 4 + 12]
+    expected = jnp.stack(
+        [
+            jnp.sin(2 * jnp.pi * x / 11),
+            jnp.sin(2 * jnp.pi * y / 11),
+            jnp.sin(4 * psi),
+            jnp.cos(2 * jnp.pi * x / 11),
+            jnp.cos(2 * jnp.pi * y / 11),
+            jnp.cos(4 * psi),
+        ],
+        axis=-1,
+    )
+    np.testing.assert_allclose(octave_1, expected, atol=1e-5)
+
+    # The point of them: the dot product of two poses' Fourier features is a function of the
+    # pose difference alone, largest when the poses agree.
+    def kernel(a, b):
+        fa, fb = (pose_features(jnp.asarray(p, jnp.float32), 11.0, 4)[..., 4:] for p in (a, b))
+        return float(jnp.sum(fa * fb))
+
+    shift = np.array([1.3, -2.1, 0.7])
+    a, b = np.array([0.5, 1.0, 0.2]), np.array([1.0, 0.5, 0.9])
+    assert kernel(a, b) == pytest.approx(kernel(a + shift, b + shift), abs=1e-4)
+    assert kernel(a, a) > kernel(a, a + [0.5, 0.0, 0.0]) and kernel(a, a) == pytest.approx(12.0)
 
 
 def test_relative_pose_features_in_previous_heading_frame():
