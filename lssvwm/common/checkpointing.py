@@ -29,10 +29,9 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from lssvwm.common.errors import CheckpointError
 
-class CheckpointError(RuntimeError):
-    """A checkpoint exists but cannot be restored into this run."""
-
+__all__ = ["CheckpointError", "Checkpoints", "meta_differences"]
 
 _MISSING = "<missing>"
 

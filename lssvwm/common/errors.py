@@ -1,0 +1,53 @@
+"""The exception types of lssvwm that a command line reports in one line (`lssvwm.errors`
+re-exports them; they live here because `lssvwm.common` imports only itself).
+
+    try:
+        train(spec, workdir)
+    except LssvwmError as error:
+        if error.exit_status:
+            print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.exit_status)
+
+Every one's `str()` is a complete message for a person (naming the file, key, step or process
+it is about), so a command line prints it as `error: <message>` with no traceback. Library code
+that only needs "something a user must fix" catches `LssvwmError`; the subclasses say which.
+"""
+
+from __future__ import annotations
+
+
+class LssvwmError(Exception):
+    """A failure a user can act on; `str(error)` is the message. A command line prints
+    `error: <message>` and exits with `exit_status` (1; `Interrupted` is 0 and prints nothing
+    as an error)."""
+
+    exit_status = 1
+
+
+class CheckpointError(LssvwmError, RuntimeError):
+    """A checkpoint exists but cannot be restored into this run (damaged, another config, other
+    shapes), or there is none where one is needed."""
+
+
+class RunDirectoryError(LssvwmError):
+    """The run directory cannot be used as asked: another trainer holds its lock, or its
+    config.json belongs to another config of a run that already has checkpoints."""
+
+
+class NonFiniteError(LssvwmError, FloatingPointError):
+    """Training produced a non-finite loss, gradient norm or parameter norm and stopped
+    (`training.nonfinite="stop"`, or too many consecutive skipped steps). No non-finite state
+    was saved; the message names the step, the quantity and the newest checkpoint."""
+
+
+class Interrupted(LssvwmError):
+    """Training stopped on request (SIGTERM / SIGINT) after finishing its step and saving a
+    checkpoint of it: a graceful stop, not a failure. A command line must exit with status 0
+    (`exit_status`) and not print it as an error (the trainer has logged it already).
+    `signum` is the signal's number."""
+
+    exit_status = 0
+
+    def __init__(self, message: str, signum: int | None = None):
+        super().__init__(message)
+        self.signum = signum
