@@ -4,9 +4,7 @@ re-exports them; they live here because `lssvwm.common` imports only itself).
     try:
         train(spec, workdir)
     except LssvwmError as error:
-        if error.exit_status:
-            print(f"error: {error}", file=sys.stderr)
-        sys.exit(error.exit_status)
+        sys.exit(f"error: {error}")        # status 1
 
 Every one's `str()` is a complete message for a person (naming the file, key, step or process
 it is about), so a command line prints it as `error: <message>` with no traceback. Library code
@@ -18,10 +16,8 @@ from __future__ import annotations
 
 class LssvwmError(Exception):
     """A failure a user can act on; `str(error)` is the message. A command line prints
-    `error: <message>` and exits with `exit_status` (1; `Interrupted` is 0 and prints nothing
-    as an error)."""
-
-    exit_status = 1
+    `error: <message>` and exits with status 1. (A SIGTERM / SIGINT stop is no error:
+    `lssvwm.train.train` saves and returns normally, and the command line exits 0.)"""
 
 
 class CheckpointError(LssvwmError, RuntimeError):
@@ -39,15 +35,3 @@ class NonFiniteError(LssvwmError, FloatingPointError):
     (`training.nonfinite="stop"`, or too many consecutive skipped steps). No non-finite state
     was saved; the message names the step, the quantity and the newest checkpoint."""
 
-
-class Interrupted(LssvwmError):
-    """Training stopped on request (SIGTERM / SIGINT) after finishing its step and saving a
-    checkpoint of it: a graceful stop, not a failure. A command line must exit with status 0
-    (`exit_status`) and not print it as an error (the trainer has logged it already).
-    `signum` is the signal's number."""
-
-    exit_status = 0
-
-    def __init__(self, message: str, signum: int | None = None):
-        super().__init__(message)
-        self.signum = signum
