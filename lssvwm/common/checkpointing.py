@@ -5,6 +5,7 @@
     if checkpoints.latest_step() is not None:
         state, data_state, meta = checkpoints.restore_latest(abstract_state, expected_meta)
     weights, step, meta = checkpoints.restore_weights(abstract_weights, expected_meta)
+    restored = checkpoints.restore_newest(target_for_step, expected_meta)   # skips damaged ones
 
 One `ocp.CheckpointManager` with three items per step: `state` (the whole train-state pytree:
 parameters, optimizer state, EMA, step; StandardSave), `data` (the pipeline's `get_state()`, JSON)
@@ -18,6 +19,13 @@ raises `CheckpointError` naming the step directory and the problem; a `meta` tha
 the current config names the differing keys (`meta_differences`: the one comparison, for resuming,
 warm starts and loading a run for evaluation), which is clearer than a shape mismatch deep in
 orbax. Training and evaluation both read checkpoints through this class.
+
+Damage is not a config change: `restore_newest` (the trainer's start) restores the newest step
+that restores completely and reports the newer ones that could not be read (files missing,
+truncated or garbled: `DamagedCheckpointError`) for the caller to move aside; a step whose meta
+names another config, or whose arrays have other shapes, still stops the run, as does damage
+when no older step restores (nothing is then reported as damaged: a run whose every checkpoint
+fails is more likely read by the wrong code than damaged throughout).
 """
 
 from __future__ import annotations
@@ -31,7 +39,18 @@ import orbax.checkpoint as ocp
 
 from lssvwm.common.errors import CheckpointError
 
-__all__ = ["CheckpointError", "Checkpoints", "meta_differences"]
+__all__ = ["CheckpointError", "Checkpoints", "DamagedCheckpointError", "meta_differences"]
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A step directory that cannot be read: an item missing, unreadable or garbled (as opposed
+    to a readable checkpoint of another config or of other shapes)."""
+
+    def __init__(self, message: str, step: int, cause: str = ""):
+        super().__init__(message)
+        self.step = step
+        self.cause = cause or message  # what failed, in a few words (for a warning)
+
 
 _MISSING = "<missing>"
 
@@ -79,6 +98,15 @@ def _normalise(value):
     return value
 
 
+def _first_line(error: BaseException) -> str:
+    """`Type: first line of the message` (orbax's and tensorstore's run to many lines)."""
+    lines = str(error).strip().splitlines()
+    message = lines[0] if lines else ""
+    if len(message) > 300:
+        message = message[:300] + " ..."
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
 def _check_shapes(restored, abstract, where) -> None:
     """Orbax may hand back saved arrays whose shapes differ from the target: refuse them."""
     got = jax.tree_util.tree_flatten_with_path(restored)[0]
@@ -117,12 +145,16 @@ def _check_meta(
 class Checkpoints:
     """The checkpoints of one run directory (see the module docstring)."""
 
-    def __init__(self, directory: str | pathlib.Path, *, keep: int = 3):
+    def __init__(self, directory: str | pathlib.Path, *, keep: int = 3, read_only: bool = False):
+        """`read_only`: only read (nothing is created, not even the directory)."""
         if keep < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
         self.directory = pathlib.Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=False
+            max_to_keep=keep,
+            create=not read_only,
+            read_only=read_only,
+            enable_async_checkpointing=False,
         )
         self._manager = ocp.CheckpointManager(
             self.directory, item_names=("state", "data", "meta"), options=options
@@ -133,7 +165,33 @@ class Checkpoints:
         return self._manager.latest_step()
 
     def all_steps(self) -> list[int]:
-        return list(self._manager.all_steps())
+        return sorted(self._manager.all_steps())
+
+    def step_directory(self, step: int) -> pathlib.Path:
+        return self.directory / str(step)
+
+    def reload(self) -> None:
+        """Re-reads which steps exist (after step directories were moved by someone else)."""
+        self._manager.reload()
+
+    def newest_meta(self) -> tuple[int, dict] | None:
+        """(step, meta) of the newest step whose `meta` item reads (None: no such step)."""
+        for step in reversed(self.all_steps()):
+            try:
+                return step, self._read_meta(step)
+            except DamagedCheckpointError:
+                continue
+        return None
+
+    def check_newest_meta(
+        self, expected_meta: Mapping[str, Any], unchecked: Collection[str] = ()
+    ) -> None:
+        """A CheckpointError naming the differing keys when the newest readable meta is not
+        `expected_meta` (a run started under another config); reads nothing else."""
+        newest = self.newest_meta()
+        if newest is not None:
+            step, meta = newest
+            _check_meta(meta, expected_meta, unchecked, self.step_directory(step))
 
     def save(
         self, step: int, state, *, data_state: Mapping[str, Any], meta: Mapping[str, Any]
@@ -159,10 +217,12 @@ class Checkpoints:
                 step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
             )["meta"]
         except Exception as error:  # orbax raises many types for damaged files
-            raise CheckpointError(
+            raise DamagedCheckpointError(
                 f"checkpoint {self.directory / str(step)} is unreadable (its 'meta' item: "
-                f"{type(error).__name__}: {error}); delete that step directory to resume from "
-                "an older one, or use a new --workdir"
+                f"{_first_line(error)}); move that step directory away to resume from an older "
+                "one, or use a new --workdir",
+                step,
+                f"its 'meta' item: {_first_line(error)}",
             ) from error
         return meta or {}
 
@@ -190,14 +250,16 @@ class Checkpoints:
                 ),
             )
         except Exception as error:
-            raise CheckpointError(
+            raise DamagedCheckpointError(
                 f"checkpoint {where} cannot be restored into this run's train state "
-                f"({type(error).__name__}: {error}); delete that step directory to resume from "
-                "an older one, or use a new --workdir"
+                f"({_first_line(error)}); move that step directory away to resume from an "
+                "older one, or use a new --workdir",
+                step,
+                _first_line(error),
             ) from error
         _check_shapes(restored["state"], abstract_state, where)
-        if restored["data"] is None or "step" not in restored["data"]:
-            raise CheckpointError(f"checkpoint {where} has no data-iterator position")
+        if not isinstance(restored["data"], Mapping) or "step" not in restored["data"]:
+            raise DamagedCheckpointError(f"checkpoint {where} has no data-iterator position", step)
         return restored["state"], restored["data"], meta
 
     def restore_latest(
@@ -211,6 +273,43 @@ class Checkpoints:
         if step is None:
             return None
         return self.restore(step, abstract_state, expected_meta, unchecked)
+
+    def restore_newest(
+        self,
+        target_for_step,
+        expected_meta: Mapping[str, Any] | None = None,
+        unchecked: Collection[str] = (),
+        agree=bool,
+    ):
+        """The newest step that restores completely: (state, data_state, meta, step, damaged),
+        `damaged` the newer steps' `DamagedCheckpointError`s (newest first) for the caller to
+        move aside; None when there is no checkpoint.
+
+        `target_for_step(step)`: the abstract state to restore that step into. A meta or shape
+        mismatch raises at once (another config, not damage); so does damage when no older step
+        restores (the newest step's error). `agree(failed)`: the same decision on every process
+        of a multi-host run (default: this process's own)."""
+        damaged = []
+        for step in reversed(self.all_steps()):
+            try:
+                state, data_state, meta = self.restore(
+                    step, target_for_step(step), expected_meta, unchecked
+                )
+                error = None
+            except DamagedCheckpointError as caught:
+                error = caught
+            if not agree(error is not None):
+                return state, data_state, meta, step, damaged
+            damaged.append(
+                error
+                or DamagedCheckpointError(
+                    f"checkpoint {self.step_directory(step)} failed to restore on another process",
+                    step,
+                )
+            )
+        if damaged:
+            raise damaged[0]
+        return None
 
     def restore_weights(
         self,

@@ -34,4 +34,3 @@ class NonFiniteError(LssvwmError, FloatingPointError):
     """Training produced a non-finite loss, gradient norm or parameter norm and stopped
     (`training.nonfinite="stop"`, or too many consecutive skipped steps). No non-finite state
     was saved; the message names the step, the quantity and the newest checkpoint."""
-
