@@ -7,7 +7,7 @@ curriculum, mesh, data) is a frozen dataclass whose fields are its keys. `parse_
 only place that turns a mapping into one, so every section fails the same way, in one line that
 names the dotted key:
 
-    training.batch_sise is unknown (known training keys: batch_size, checkpoint_every, ...)
+    training.batch_sise is unknown (did you mean training.batch_size? known training keys: ...)
     training.steps must be an int, got '100'
 
 Types come from the field annotations (int, float, bool, str, `X | None`, tuples); an int is
@@ -18,6 +18,7 @@ Value checks beyond the type (ranges, choices) live in each dataclass's `__post_
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from collections.abc import Mapping
@@ -103,11 +104,20 @@ def _describe(allowed) -> str:
 
 
 def check_known_keys(section: str, given, known) -> None:
-    """A ConfigError naming the first key of `given` not in `known` (`section.key`)."""
+    """A ConfigError naming the first key of `given` not in `known` (`section.key`), and the
+    nearest known key when one is close:
+
+        training.batch_sise is unknown (did you mean training.batch_size? known training keys:
+        batch_size, checkpoint_every, ...)
+    """
     unknown = sorted(set(given) - set(known))
     if unknown:
         names = ", ".join(sorted(known))
-        raise ConfigError(f"{section}.{unknown[0]}", f"is unknown (known {section} keys: {names})")
+        nearest = difflib.get_close_matches(str(unknown[0]), [str(k) for k in known], n=1)
+        hint = f"did you mean {section}.{nearest[0]}? " if nearest else ""
+        raise ConfigError(
+            f"{section}.{unknown[0]}", f"is unknown ({hint}known {section} keys: {names})"
+        )
 
 
 def parse_section(cls, mapping, section: str, *, extra_known: tuple[str, ...] = ()):

@@ -32,23 +32,32 @@ import pathlib
 
 from absl import app, flags, logging
 
-from lssvwm.evaluation import compare, loading, report, statistics, tasks
+from lssvwm import cli
+from lssvwm.evaluation import compare, loading, report, reset, statistics, tasks
 from lssvwm.evaluation.streaming import HISTORIES
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by lssvwm.train.")
 _TASK = flags.DEFINE_enum("task", "retrieval", ("retrieval", "reasoning"), "Which task.")
-_CONTEXT = flags.DEFINE_integer("context", None, "Context frames N (default: per task/data).")
-_HORIZON = flags.DEFINE_integer("horizon", None, "Generated frames M (default: per task/data).")
+_CONTEXT = flags.DEFINE_integer(
+    "context", None, "Context frames N (default: per task/data).", lower_bound=1
+)
+_HORIZON = flags.DEFINE_integer(
+    "horizon", None, "Generated frames M (default: per task/data).", lower_bound=1
+)
 _OUTPUT = flags.DEFINE_string(
     "output", None, "Result JSON (default: WORKDIR/evaluation/TASK.json); with --compare: .md"
 )
-_NUM_EPISODES = flags.DEFINE_integer("num_episodes", tasks.MIN_EPISODES_FOR_CI, "Episodes.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Episodes generated together.")
+_NUM_EPISODES = flags.DEFINE_integer(
+    "num_episodes", tasks.MIN_EPISODES_FOR_CI, "Episodes.", lower_bound=1
+)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Episodes generated together.", lower_bound=1)
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling and bootstrap seed.")
 _SPLIT = flags.DEFINE_string("split", None, "Split (default: test / reasoning per task).")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).", lower_bound=0)
 _WEIGHTS = flags.DEFINE_enum("weights", "ema", loading.WEIGHTS, "EMA or raw parameters.")
-_SAMPLER_STEPS = flags.DEFINE_integer("sampler_steps", None, "DDIM steps (default: config's).")
+_SAMPLER_STEPS = flags.DEFINE_integer(
+    "sampler_steps", None, "DDIM steps (default: config's).", lower_bound=1
+)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Datasets directory (default: the run's).")
 _DATA = flags.DEFINE_multi_string("data", [], "Data config override KEY=VALUE (repeatable).")
 _EDGES = flags.DEFINE_list(
@@ -58,7 +67,7 @@ _EDGES = flags.DEFINE_list(
     "training length, then doublings).",
 )
 _RESAMPLES = flags.DEFINE_integer(
-    "bootstrap_resamples", statistics.DEFAULT_RESAMPLES, "Bootstrap resamples."
+    "bootstrap_resamples", statistics.DEFAULT_RESAMPLES, "Bootstrap resamples.", lower_bound=1
 )
 _VIDEO_FORMAT = flags.DEFINE_enum("video_format", "gif", ("auto", "gif", "mp4"), "Video type.")
 _RESET = flags.DEFINE_string(
@@ -77,6 +86,17 @@ _HISTORY = flags.DEFINE_enum(
     "generated frames with the true depth ('oracle_depth', RGB-D models).",
 )
 _COMPARE = flags.DEFINE_bool("compare", False, "Compare result files/dirs given as arguments.")
+
+
+def _check_distance_edges(edges) -> None:
+    statistics.distance_bins([int(e) for e in edges])
+
+
+# Checked when the flags are parsed: a bad value is one line before anything loads or compiles.
+cli.register_check("distance_edges", _check_distance_edges)
+cli.register_check("reset", reset.reset_policy_from_flag)
+cli.register_check("data", loading.parse_data_overrides)
+cli.register_check("output", cli.check_can_write)
 
 
 def main(argv):
@@ -142,4 +162,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -17,31 +17,59 @@ generated frames beside the ground truth.
 
 from __future__ import annotations
 
+import os
+
 from absl import app, flags, logging
 
+from lssvwm import cli
 from lssvwm.evaluation import loading, paths, reset
 from lssvwm.evaluation.rollouts import RolloutOptions, run_rollout
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by lssvwm.train.")
-_FRAMES = flags.DEFINE_integer("frames", None, "Frames to generate (default: the path file's).")
+_FRAMES = flags.DEFINE_integer(
+    "frames", None, "Frames to generate (default: the path file's).", lower_bound=1
+)
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where rollout.json and the video go.")
-_CONTEXT = flags.DEFINE_integer("context", 16, "Context frames from the episode (1: one frame).")
+_CONTEXT = flags.DEFINE_integer(
+    "context", 16, "Context frames from the episode (1: one frame).", lower_bound=1
+)
 _SPLIT = flags.DEFINE_string("split", None, "Dataset split (default: the run's eval split).")
-_EPISODE = flags.DEFINE_integer("episode", 0, "Episode of the split (0-based).")
-_START = flags.DEFINE_integer("start", 0, "First context frame within the episode.")
+_EPISODE = flags.DEFINE_integer("episode", 0, "Episode of the split (0-based).", lower_bound=0)
+_START = flags.DEFINE_integer("start", 0, "First context frame within the episode.", lower_bound=0)
 _POSES = flags.DEFINE_string("poses", None, "Poses [N, 3] (.npy/.npz/.json) to drive along.")
 _ACTIONS = flags.DEFINE_string("actions", None, "Discrete actions [N] (.npy/.npz/.json).")
 _RESET_EVERY = flags.DEFINE_string(
     "reset_every", "never", "Reset policy: 'never', or N / 'every:N' generated frames."
 )
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).", lower_bound=0)
 _WEIGHTS = flags.DEFINE_enum("weights", "ema", loading.WEIGHTS, "EMA or raw parameters.")
-_SAMPLER_STEPS = flags.DEFINE_integer("sampler_steps", None, "DDIM steps (default: config's).")
+_SAMPLER_STEPS = flags.DEFINE_integer(
+    "sampler_steps", None, "DDIM steps (default: config's).", lower_bound=1
+)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Datasets directory (default: the run's).")
 _DATA = flags.DEFINE_multi_string("data", [], "Data config override KEY=VALUE (repeatable).")
 _VIDEO_FORMAT = flags.DEFINE_enum("video_format", "auto", ("auto", "gif", "mp4"), "Video type.")
 _FPS = flags.DEFINE_float("fps", 16.0, "Video frames per second.")
+
+
+def _check_path_file(path: str) -> None:
+    if path and not os.path.isfile(path):
+        raise ValueError(f"{path} is not a file")
+
+
+# Checked when the flags are parsed: a bad value is one line before anything loads or compiles.
+flags.register_validator("fps", lambda fps: fps > 0, message="--fps must be > 0")
+cli.register_check("reset_every", reset.reset_policy_from_flag)
+cli.register_check("data", loading.parse_data_overrides)
+cli.register_check("poses", _check_path_file)
+cli.register_check("actions", _check_path_file)
+cli.register_check("output_dir", lambda path: cli.check_can_write(path, directory=True))
+flags.register_multi_flags_validator(
+    ["poses", "actions"],
+    lambda given: not (given["poses"] and given["actions"]),
+    message="pass either --poses or --actions, not both",
+)
 
 
 def main(argv):
@@ -50,6 +78,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if _WORKDIR.value is None or _OUTPUT_DIR.value is None:
         raise app.UsageError("--workdir and --output_dir are required")
+    if _FRAMES.value is None and not (_POSES.value or _ACTIONS.value):
+        raise app.UsageError("--frames is required (or --poses / --actions, whose length it is)")
     run = loading.load_run(
         _WORKDIR.value,
         step=_STEP.value,
@@ -86,4 +116,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

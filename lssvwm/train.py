@@ -48,7 +48,6 @@ import json
 import pathlib
 import resource
 import signal
-import sys
 import time
 from typing import Any
 
@@ -58,6 +57,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from lssvwm import cli
 from lssvwm.common.checkpointing import Checkpoints
 from lssvwm.common.progress import Progress, format_duration
 from lssvwm.common.video import write_gif
@@ -413,10 +413,9 @@ def main(argv):
     if _CONFIG.value is None or _WORKDIR.value is None:
         raise app.UsageError("--config and --workdir are required")
     source = config_flags.get_config_filename(flags.FLAGS["config"])
-    try:
-        spec = RunSpec.from_config(_CONFIG.value, source=source)
-    except ValueError as error:  # a config mistake: one line, before anything compiles
-        sys.exit(f"error: {error}")
+    # A config mistake is a ValueError naming the key: one line (lssvwm.cli), before anything
+    # compiles.
+    spec = RunSpec.from_config(_CONFIG.value, source=source)
     # Multi-host start-up comes before any other JAX call (jax.devices() included).
     distributed.start(spec.config.get("mesh"))
     logging.info(
@@ -426,4 +425,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

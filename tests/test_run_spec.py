@@ -133,7 +133,7 @@ def test_the_cli_prints_one_line_and_compiles_nothing(tmp_path):
         text=True,
         timeout=600,  # a few seconds alone; imports crawl on a loaded machine
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # lssvwm.cli: every expected error
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: configs/quickstart.py") and "training.batch_size" in last, last
     assert "Traceback" not in result.stderr

@@ -20,14 +20,17 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
+from lssvwm import cli
 from lssvwm.data import sources
 
 
 def _define_flags():
     """Defines the CLI flags (only when run as a program, so importing stays side-effect free)."""
+    default_data = os.path.join(os.path.dirname(__file__), "config.py") + ":maze3d"
+    cli.default_config_argument("data", default_data)  # loaded under lssvwm.cli's checks
     config_flags.DEFINE_config_file(
         "data",
-        os.path.join(os.path.dirname(__file__), "config.py") + ":maze3d",
+        default_data,
         "Data config file (a `data` section, e.g. lssvwm/data/config.py:maze3d_small).",
         lock_config=True,
     )
@@ -35,7 +38,10 @@ def _define_flags():
         "config", None, "Experiment config file; its `data` section is built (overrides --data)."
     )
     flags.DEFINE_integer(
-        "num_workers", None, "Generating processes (default: data.num_workers, else all CPUs)."
+        "num_workers",
+        None,
+        "Generating processes (default: data.num_workers, else all CPUs; 0: this process).",
+        lower_bound=0,
     )
     flags.DEFINE_enum(
         "start_method", "spawn", ["spawn", "forkserver", "fork"], "multiprocessing start method."
@@ -80,4 +86,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    cli.run(main)

@@ -22,6 +22,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from lssvwm import cli
 from lssvwm.data import sources
 
 
@@ -129,10 +130,23 @@ def preview_episode(
     mp4: bool = False,
 ) -> dict[str, str]:
     """Writes the sheet, GIF (and MP4) and map of one stored episode; returns their paths."""
+    if frames < 1 or stride < 1 or columns < 1:
+        raise ValueError(
+            f"frames, stride and columns must be >= 1, got {frames}, {stride}, {columns}"
+        )
     builder = sources.get_builder(data_config)
+    if split not in builder.info.splits:
+        raise ValueError(
+            f"split {split!r} is not in {builder.name} (splits: {', '.join(builder.info.splits)})"
+        )
     stored = sources.SegmentSource(builder, split, fields=None).stored_fields
     wanted = [f for f in ("frames", "depth", "position") if f in stored]
     source = sources.SegmentSource(builder, split, fields=wanted)
+    if not 0 <= episode < source.index.num_episodes:
+        raise ValueError(
+            f"--episode={episode} is out of range: split {split!r} has "
+            f"{source.index.num_episodes} episodes"
+        )
     data = sources.read_episode(source, episode)
     episode_id = int(source.index.episode_ids[episode])
     os.makedirs(output_dir, exist_ok=True)
@@ -172,25 +186,32 @@ def preview_episode(
 
 def _define_flags():
     """Defines the CLI flags (only when run as a program, so importing stays side-effect free)."""
+    default_data = os.path.join(os.path.dirname(__file__), "config.py") + ":maze3d"
+    cli.default_config_argument("data", default_data)  # loaded under lssvwm.cli's checks
     config_flags.DEFINE_config_file(
         "data",
-        os.path.join(os.path.dirname(__file__), "config.py") + ":maze3d",
+        default_data,
         "Data config file (a `data` section, e.g. lssvwm/data/config.py:maze3d_small).",
         lock_config=True,
     )
     config_flags.DEFINE_config_file("config", None, "Experiment config (uses .data).")
-    flags.DEFINE_string("output_dir", None, "Where the pictures go.", required=True)
+    flags.DEFINE_string("output_dir", None, "Where the pictures go.")
     flags.DEFINE_string("split", "train", "Split to show.")
-    flags.DEFINE_integer("episode", 0, "Stored episode number within the split.")
-    flags.DEFINE_integer("frames", 128, "How many frames from the start to show.")
-    flags.DEFINE_integer("stride", 2, "Every how many frames the sheet shows one.")
+    flags.DEFINE_integer("episode", 0, "Stored episode number within the split.", lower_bound=0)
+    flags.DEFINE_integer("frames", 128, "How many frames from the start to show.", lower_bound=1)
+    flags.DEFINE_integer("stride", 2, "Every how many frames the sheet shows one.", lower_bound=1)
     flags.DEFINE_bool("mp4", False, "Also write an .mp4 (needs the `video` extra).")
+    cli.register_check("output_dir", lambda path: cli.check_can_write(path, directory=True))
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if flags.FLAGS.output_dir is None:
+        raise app.UsageError("--output_dir is required")
     config = flags.FLAGS.config
+    if config is not None and "data" not in config:
+        raise app.UsageError("the --config file has no `data` section")
     data = config.data if config is not None else flags.FLAGS.data
     paths = preview_episode(
         data,
@@ -207,4 +228,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    cli.run(main)

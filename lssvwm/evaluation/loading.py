@@ -183,12 +183,21 @@ def data_config(
     data = ml_collections.ConfigDict(run.config.data.to_dict())
     if data_dir:
         data.data_dir = data_dir
+    for key, value in parse_data_overrides(overrides):
+        apply_override(data, key, value, prefix="data")
+    return data
+
+
+def parse_data_overrides(overrides: Sequence[str]) -> list[tuple[str, str]]:
+    """`["maze3d.seed=1"]` -> `[("maze3d.seed", "1")]`; a ValueError for an item that is not
+    KEY=VALUE (the `--data` flag's validator)."""
+    pairs = []
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ValueError(f"data override {item!r} is not KEY=VALUE (e.g. maze3d.seed=1)")
-        apply_override(data, key.strip(), value.strip())
-    return data
+        pairs.append((key.strip(), value.strip()))
+    return pairs
 
 
 def open_episodes(data, split: str, fields: Sequence[str]):

@@ -165,8 +165,7 @@ def _with_cameras(run, data, episode: dict, conditioning, truth_index) -> np.nda
 def run_rollout(run: loading.LoadedRun, options: RolloutOptions, *, log=print) -> dict:
     """Generates the rollout, writes rollout.json and the video; returns the record."""
     started = time.perf_counter()
-    output_dir = pathlib.Path(options.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = pathlib.Path(options.output_dir)  # made once the options have passed
     data = loading.data_config(run, data_dir=options.data_dir, overrides=options.data_overrides)
     split = options.split or data.get("eval_split", "test")
     fields = tuple(
@@ -264,6 +263,7 @@ def run_rollout(run: loading.LoadedRun, options: RolloutOptions, *, log=print) -
         shown,
         scale=options.scale,
     )
+    output_dir.mkdir(parents=True, exist_ok=True)
     record["video"] = str(
         video.write_video(
             movie, output_dir / "rollout", fps=options.fps, video_format=options.video_format

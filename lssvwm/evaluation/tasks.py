@@ -147,6 +147,10 @@ def score_task(run: loading.LoadedRun, options: TaskOptions, *, log=print) -> Ta
         raise ValueError(f"unknown task {options.task!r}; known: {sorted(eval_tasks.TASKS)}")
     if options.batch_size < 1 or options.num_episodes < 1:
         raise ValueError("batch_size and num_episodes must be >= 1")
+    for name in ("context", "horizon"):  # None: the default; 0 is a mistake, not "default"
+        value = getattr(options, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be >= 1 frame, got {value}")
     data = loading.data_config(run, data_dir=options.data_dir, overrides=options.data_overrides)
     split = options.split or TASK_SPLITS[options.task]
     source, present = loading.open_episodes(data, split, _FIELDS)
@@ -159,8 +163,18 @@ def score_task(run: loading.LoadedRun, options: TaskOptions, *, log=print) -> Ta
         )
     episode_length = int(source.index.episode_frames().min())
     context, horizon = default_lengths(options.task, data, episode_length)
-    context = options.context or context
-    horizon = options.horizon or horizon
+    context = context if options.context is None else options.context
+    horizon = horizon if options.horizon is None else options.horizon
+    if options.task == "retrieval" and (context > episode_length or horizon > context - 1):
+        raise ValueError(
+            f"retrieval walks the context back: --context={context} must be at most the "
+            f"episodes' {episode_length} frames and --horizon={horizon} at most context - 1"
+        )
+    if options.task == "reasoning" and context + horizon > episode_length:
+        raise ValueError(
+            f"reasoning continues the episode: --context={context} + --horizon={horizon} "
+            f"exceeds the episodes' {episode_length} frames"
+        )
     unit = run.model_config.unit
     if context % unit or horizon % unit:
         raise ValueError(
