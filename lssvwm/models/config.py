@@ -77,6 +77,8 @@ class WorldModelConfig:
     pose_scale: float = 1.0
     relative_pose_scale: float = 1.0
     pose_frequencies: int = 0  # Fourier octaves of the absolute pose (lssvwm/nn/embed.py)
+    # Attention pairs turned by the pose: m frequencies each of x, y, heading (lssvwm/nn/rope.py)
+    pose_rope_frequencies: int = 0
     frequency_dim: int = 256
     noise_level_scale: float = 1000.0
     dtype: str = "float32"
@@ -128,6 +130,12 @@ class WorldModelConfig:
     @property
     def uses_attention(self) -> bool:
         return self.mixer in _ATTENTION_MIXERS
+
+    @property
+    def pose_rotation_pairs(self) -> int:
+        """Attention dimension pairs per head turned by the pose (a mixer without attention
+        ignores `pose_rope_frequencies`, as it ignores the attention window)."""
+        return 3 * self.pose_rope_frequencies if self.uses_attention else 0
 
     @property
     def uses_spatial_memory(self) -> bool:
@@ -199,6 +207,22 @@ class WorldModelConfig:
             raise ValueError("action_mode 'discrete' needs num_actions >= 1")
         if self.pose_frequencies < 0:
             raise ValueError(f"pose_frequencies must be >= 0, got {self.pose_frequencies}")
+        if self.pose_rope_frequencies < 0:
+            raise ValueError(
+                f"pose_rope_frequencies must be >= 0, got {self.pose_rope_frequencies}"
+            )
+        if self.pose_rope_frequencies:
+            if self.action_mode not in ("pose", "pose_and_motion"):
+                raise ValueError(
+                    "pose_rope_frequencies needs absolute poses (action_mode 'pose' or "
+                    f"'pose_and_motion'), got action_mode {self.action_mode!r}"
+                )
+            half = self.width // self.num_heads // 2
+            if self.pose_rotation_pairs >= half:
+                raise ValueError(
+                    f"pose_rope_frequencies={self.pose_rope_frequencies} turns "
+                    f"{self.pose_rotation_pairs} pairs; an attention head has {half}"
+                )
         if self.uses_ssm:
             inner = self.ssm_expand * self.width
             if inner % self.ssm_head_dim:

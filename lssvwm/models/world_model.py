@@ -39,15 +39,16 @@ from flax import nnx
 from lssvwm.models.config import WorldModelConfig
 from lssvwm.models.inputs import split_camera, unpack_conditioning
 from lssvwm.models.spatial_memory import SpatialMemoryReader
+from lssvwm.nn import rope
 from lssvwm.nn.dit import DiTBlock, LayerCache
 from lssvwm.nn.embed import MOTION_MODES, FrameConditioning, PatchEmbed, Unpatchify
 from lssvwm.nn.spatial_memory import SpatialStore, store_reset
 
 
 @nnx.remat
-def _remat_block(block: DiTBlock, x, cond, layer_cache):
+def _remat_block(block: DiTBlock, x, cond, layer_cache, pose_angles):
     """A parallel-pass block whose activations are recomputed in the backward pass."""
-    return block(x, cond, layer_cache)
+    return block(x, cond, layer_cache, pose_angles)
 
 
 # WorldModel.reset_cache: what a reset forgets. "ssm" is the long-term memory only: SSM and conv
@@ -132,6 +133,7 @@ class WorldModel(nnx.Module):
                     mlp_ratio=config.mlp_ratio,
                     mamba=mamba,
                     qk_norm=config.qk_norm,
+                    pose_pairs=config.pose_rotation_pairs,
                     **kw,
                 )
                 for layer in range(config.depth)
@@ -233,6 +235,14 @@ class WorldModel(nnx.Module):
         )
         x = self.embed(frames)
         cond = cond.astype(x.dtype)
+        pose_angles = None
+        if self.config.pose_rotation_pairs:
+            pose_angles = rope.pose_angles(
+                actions,
+                self.config.pose_rope_frequencies,
+                pose_scale=self.config.pose_scale,
+                step_scale=self.config.relative_pose_scale,
+            )
         memory_tokens, store = None, None
         if self.memory is not None:
             memory_tokens, store = self._read_memory(
@@ -246,11 +256,11 @@ class WorldModel(nnx.Module):
                 if injected is not None:
                     x = x + injected.astype(x.dtype)
             if streaming:
-                x, layer_cache = block.step(x, cond, layer_cache)
+                x, layer_cache = block.step(x, cond, layer_cache, pose_angles)
             elif self.config.remat:
-                x, layer_cache = _remat_block(block, x, cond, layer_cache)
+                x, layer_cache = _remat_block(block, x, cond, layer_cache, pose_angles)
             else:
-                x, layer_cache = block(x, cond, layer_cache)
+                x, layer_cache = block(x, cond, layer_cache, pose_angles)
             new_layers.append(layer_cache)
         prediction = self.final(x, cond).astype(jnp.float32)
         new_cache = StreamCache(tuple(new_layers), memory=store)

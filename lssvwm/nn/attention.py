@@ -18,9 +18,10 @@ API
 ---
     attn = FrameLocalAttention(embed_dim, num_heads, rngs=rngs, window=10, chunk_size=None,
                                max_frames=None, head_dim=None, query_block=None, qk_norm=True,
-                               rope_base=10_000.0, use_bias=False, dtype=None,
+                               rope_base=10_000.0, pose_pairs=0, use_bias=False, dtype=None,
                                param_dtype=jnp.float32, implementation=None)
     y_BTSD          = attn(x_BTSD, cache=None)          # parallel pass (training)
+    (with pose_pairs > 0 every pass also takes the frames' `pose_angles [b, t, pose_pairs]`)
     y_BTSD, cache   = attn.prefill(x_BTSD, cache=None)  # parallel pass + cache of its last frames
     cache           = attn.init_cache(batch, tokens_per_frame, dtype=jnp.float32)  # empty cache
     y_BUSD, kv      = attn.step(x_BUSD, cache)          # U = attn.unit frames; reads, never writes
@@ -77,6 +78,7 @@ from lssvwm.nn.attention_kernels import (
 )
 from lssvwm.nn.attention_window import FrameWindow
 from lssvwm.nn.partitioning import constrain, param
+from lssvwm.nn.rope import apply_pose_rotation
 
 __all__ = ["FrameKV", "FrameLocalAttention", "FrameWindow", "KVCache"]
 
@@ -95,6 +97,8 @@ class FrameLocalAttention(nnx.Module):
         from lssvwm.nn.attention_kernels.default_query_block). Changes speed, not results.
       qk_norm: RMS-normalise queries and keys per head (learned scale over head_dim).
       rope_base: rotary base over frame distances.
+      pose_pairs: dimension pairs per head rotated by the camera pose instead of the frame index
+        (lssvwm/nn/rope.py; 0: none). With it, every pass takes `pose_angles [b, t, pose_pairs]`.
       use_bias: biases on the q/k/v and output projections.
       dtype: compute dtype (default: the input's); param_dtype: parameter dtype.
       implementation: `jax.nn.dot_product_attention` implementation (None = XLA).
@@ -113,6 +117,7 @@ class FrameLocalAttention(nnx.Module):
         query_block: int | None = None,
         qk_norm: bool = True,
         rope_base: float = 10_000.0,
+        pose_pairs: int = 0,
         use_bias: bool = False,
         dtype=None,
         param_dtype=jnp.float32,
@@ -129,6 +134,10 @@ class FrameLocalAttention(nnx.Module):
             head_dim = embed_dim // num_heads
         if head_dim % 2:
             raise ValueError(f"rotary time embedding needs an even head_dim, got {head_dim}")
+        if not 0 <= pose_pairs < head_dim // 2:
+            raise ValueError(
+                f"pose_pairs must be in [0, head_dim / 2 = {head_dim // 2}), got {pose_pairs}"
+            )
         self.window = FrameWindow.make(window, chunk_size, max_frames)
         if query_block is not None:
             resolve_query_block(self.window, query_block, query_block)  # validates only
@@ -138,6 +147,9 @@ class FrameLocalAttention(nnx.Module):
         self.max_frames = max_frames
         self.query_block = query_block
         self.rope_base = rope_base
+        self.pose_pairs = pose_pairs
+        # The frame index turns the pairs the pose does not (None: all of them).
+        self.rope_pairs = head_dim // 2 - pose_pairs if pose_pairs else None
         self.dtype = dtype
         self.implementation = implementation
         self.qk_norm = qk_norm
@@ -193,8 +205,9 @@ class FrameLocalAttention(nnx.Module):
                 f"{what} expects x as [batch, frames, tokens, {self.embed_dim}], got {x_BTSD.shape}"
             )
 
-    def _project(self, x_BTSD):
-        """q, k, v [b, t, s, heads, head_dim], un-rotated (q and k RMS-normalised if qk_norm)."""
+    def _project(self, x_BTSD, pose_angles_BTN=None):
+        """q, k, v [b, t, s, heads, head_dim], not yet rotated by the frame index (q and k
+        RMS-normalised if qk_norm, and rotated by their frame's pose with `pose_pairs`)."""
         dtype = self.dtype or x_BTSD.dtype
         x = x_BTSD.astype(dtype)
 
@@ -210,6 +223,15 @@ class FrameLocalAttention(nnx.Module):
         if self.qk_norm:
             q = _rms_norm(q, self.q_norm_scale[...])
             k = _rms_norm(k, self.k_norm_scale[...])
+        if self.pose_pairs:
+            expected = x_BTSD.shape[:2] + (self.pose_pairs,)
+            if pose_angles_BTN is None or pose_angles_BTN.shape != expected:
+                got = None if pose_angles_BTN is None else pose_angles_BTN.shape
+                raise ValueError(
+                    f"this attention rotates by pose: needs pose_angles {expected}, got {got}"
+                )
+            q = apply_pose_rotation(q, pose_angles_BTN)
+            k = apply_pose_rotation(k, pose_angles_BTN)
         return q, k, v
 
     def _output(self, o_BTSHP):
@@ -221,14 +243,18 @@ class FrameLocalAttention(nnx.Module):
 
     # -- parallel pass -------------------------------------------------------------------------
 
-    def __call__(self, x_BTSD: jax.Array, cache: KVCache | None = None) -> jax.Array:
+    def __call__(
+        self, x_BTSD: jax.Array, cache: KVCache | None = None, pose_angles_BTN=None
+    ) -> jax.Array:
         """Attention over all frames of `x_BTSD [b, t, s, d]`, after the frames in `cache`."""
-        y, _ = self._parallel(x_BTSD, cache, "FrameLocalAttention")
+        y, _ = self._parallel(x_BTSD, cache, pose_angles_BTN, "FrameLocalAttention")
         return y
 
-    def prefill(self, x_BTSD: jax.Array, cache: KVCache | None = None) -> tuple[jax.Array, KVCache]:
+    def prefill(
+        self, x_BTSD: jax.Array, cache: KVCache | None = None, pose_angles_BTN=None
+    ) -> tuple[jax.Array, KVCache]:
         """Parallel pass over `x_BTSD` plus the cache that continues after its last frame."""
-        y, (k, v) = self._parallel(x_BTSD, cache, "prefill")
+        y, (k, v) = self._parallel(x_BTSD, cache, pose_angles_BTN, "prefill")
         b, _, tokens, _ = x_BTSD.shape
         if cache is None:
             cache = self.init_cache(b, tokens, dtype=k.dtype)
@@ -240,9 +266,9 @@ class FrameLocalAttention(nnx.Module):
             )
         return y, commit_frames(cache, FrameKV(k, v))
 
-    def _parallel(self, x_BTSD, cache, what):
+    def _parallel(self, x_BTSD, cache, pose_angles_BTN, what):
         self._check_input(x_BTSD, what)
-        q, k, v = self._project(x_BTSD)
+        q, k, v = self._project(x_BTSD, pose_angles_BTN)
         if cache is not None:
             self._check_cache(cache, x_BTSD)
         if self.window.is_full:
@@ -251,6 +277,7 @@ class FrameLocalAttention(nnx.Module):
                 k,
                 v,
                 rope_base=self.rope_base,
+                rope_pairs=self.rope_pairs,
                 query_block=self.query_block,
                 history=cache,
                 implementation=self.implementation,
@@ -262,6 +289,7 @@ class FrameLocalAttention(nnx.Module):
                 v,
                 self.window,
                 rope_base=self.rope_base,
+                rope_pairs=self.rope_pairs,
                 query_block=self.query_block,
                 history=None if cache is None else cache.chronological(),
                 history_filled=None if cache is None else cache.filled,
@@ -284,7 +312,9 @@ class FrameLocalAttention(nnx.Module):
             ring=ring,
         )
 
-    def step(self, x_BUSD: jax.Array, cache: KVCache) -> tuple[jax.Array, FrameKV]:
+    def step(
+        self, x_BUSD: jax.Array, cache: KVCache, pose_angles_BUN=None
+    ) -> tuple[jax.Array, FrameKV]:
         """Outputs for one unit of new frames, reading `cache`; returns them and their keys/values.
 
         The cache is not modified: pass the returned `FrameKV` to `commit` once the frames are
@@ -297,7 +327,7 @@ class FrameLocalAttention(nnx.Module):
                 f"{x_BUSD.shape[1]} frames"
             )
         self._check_cache(cache, x_BUSD)
-        q, k, v = self._project(x_BUSD)
+        q, k, v = self._project(x_BUSD, pose_angles_BUN)
         o = step_attention(
             q,
             k,
@@ -305,6 +335,7 @@ class FrameLocalAttention(nnx.Module):
             cache,
             self.window,
             rope_base=self.rope_base,
+            rope_pairs=self.rope_pairs,
             implementation=self.implementation,
         )
         return self._output(o), FrameKV(k, v)

@@ -90,6 +90,7 @@ def windowed_attention(
     window: FrameWindow,
     *,
     rope_base: float,
+    rope_pairs: int | None = None,
     query_block: int | None = None,
     history: FrameKV | None = None,
     history_filled=None,
@@ -101,6 +102,8 @@ def windowed_attention(
       q, k, v: [b, t, s, h, p] un-rotated; frame 0 of them is chunk-aligned.
       window: a windowed (not full) `FrameWindow`.
       rope_base: rotary base.
+      rope_pairs: rotate only the first `rope_pairs` dimension pairs by the frame index (None:
+        all; the rest carry the pose rotation applied before, lssvwm.nn.rope).
       query_block: query frames per block (default `default_query_block`).
       history: optional frames right before frame 0, oldest first, [b, H, s, h, p] with
         H <= window.lookback (a ring cache's `chronological()` content).
@@ -166,9 +169,9 @@ def windowed_attention(
     keys_len = block + padded_lookback
 
     q_blocks = _pad_frames(q, 0, padded - frames).reshape(b, num_blocks, block, *q.shape[2:])
-    q_blocks = apply_rope(q_blocks, query_pos, base=rope_base)
+    q_blocks = apply_rope(q_blocks, query_pos, base=rope_base, pairs=rope_pairs)
     k_windows = key_windows(timeline(k, None if history is None else history.keys))
-    k_windows = apply_rope(k_windows, key_pos, base=rope_base)
+    k_windows = apply_rope(k_windows, key_pos, base=rope_base, pairs=rope_pairs)
     v_windows = key_windows(timeline(v, None if history is None else history.values))
 
     mask = window.visible(
@@ -197,6 +200,7 @@ def full_causal_attention(
     v,
     *,
     rope_base: float,
+    rope_pairs: int | None = None,
     query_block: int | None = None,
     history: KVCache | None = None,
     implementation: str | None = None,
@@ -218,8 +222,12 @@ def full_causal_attention(
     padded = num_blocks * block
 
     positions = np.arange(padded)
-    q_rot = apply_rope(_pad_frames(q, 0, padded - frames), positions, base=rope_base)
-    keys = apply_rope(_pad_frames(k, 0, padded - frames), positions, base=rope_base)
+    q_rot = apply_rope(
+        _pad_frames(q, 0, padded - frames), positions, base=rope_base, pairs=rope_pairs
+    )
+    keys = apply_rope(
+        _pad_frames(k, 0, padded - frames), positions, base=rope_base, pairs=rope_pairs
+    )
     values = _pad_frames(v, 0, padded - frames)
     key_frames = jnp.asarray(positions)
     kv_lengths = None
@@ -229,7 +237,13 @@ def full_causal_attention(
         # Cache slots go after the new frames, so the empty slots are a suffix of the keys.
         slot_pos = history.slot_positions()
         keys = jnp.concatenate(
-            [keys, apply_rope(history.keys.astype(k.dtype), slot_pos, base=rope_base)], axis=1
+            [
+                keys,
+                apply_rope(
+                    history.keys.astype(k.dtype), slot_pos, base=rope_base, pairs=rope_pairs
+                ),
+            ],
+            axis=1,
         )
         values = jnp.concatenate([values, history.values.astype(v.dtype)], axis=1)
         key_frames = jnp.concatenate([key_frames, -jnp.ones(history.capacity, jnp.int32)])
@@ -282,6 +296,7 @@ def step_attention(
     window: FrameWindow,
     *,
     rope_base: float,
+    rope_pairs: int | None = None,
     implementation: str | None = None,
 ):
     """Attention of one unit of new frames against the cache and themselves; the cache is read only.
@@ -304,8 +319,8 @@ def step_attention(
     slot_pos = cache.slot_positions()  # [b, C]
     keys = jnp.concatenate(
         [
-            apply_rope(k, own_pos, base=rope_base),
-            apply_rope(cache.keys.astype(k.dtype), slot_pos, base=rope_base),
+            apply_rope(k, own_pos, base=rope_base, pairs=rope_pairs),
+            apply_rope(cache.keys.astype(k.dtype), slot_pos, base=rope_base, pairs=rope_pairs),
         ],
         axis=1,
     )
@@ -320,7 +335,9 @@ def step_attention(
     mask = (visible & key_ok)[:, None]
     num_keys = keys.shape[1] * tokens
     out = jax.nn.dot_product_attention(
-        apply_rope(q, own_pos, base=rope_base).reshape(b, unit * tokens, heads, head_dim),
+        apply_rope(q, own_pos, base=rope_base, pairs=rope_pairs).reshape(
+            b, unit * tokens, heads, head_dim
+        ),
         keys.reshape(b, num_keys, heads, head_dim),
         values.reshape(b, num_keys, heads, head_dim),
         mask=mask,
@@ -336,7 +353,14 @@ def dense_frame_mask(window: FrameWindow, frames: int, tokens: int) -> np.ndarra
 
 
 def dense_masked_attention(
-    q, k, v, window: FrameWindow, *, rope_base: float, implementation: str | None = None
+    q,
+    k,
+    v,
+    window: FrameWindow,
+    *,
+    rope_base: float,
+    rope_pairs: int | None = None,
+    implementation: str | None = None,
 ):
     """Baseline: one `dot_product_attention` over all t*s tokens with the dense frame mask."""
     check_qkv(q, k, v)
@@ -344,8 +368,12 @@ def dense_masked_attention(
     positions = np.arange(frames)
     mask = dense_frame_mask(window, frames, tokens)[None, None]
     out = jax.nn.dot_product_attention(
-        apply_rope(q, positions, base=rope_base).reshape(b, frames * tokens, heads, head_dim),
-        apply_rope(k, positions, base=rope_base).reshape(b, frames * tokens, heads, head_dim),
+        apply_rope(q, positions, base=rope_base, pairs=rope_pairs).reshape(
+            b, frames * tokens, heads, head_dim
+        ),
+        apply_rope(k, positions, base=rope_base, pairs=rope_pairs).reshape(
+            b, frames * tokens, heads, head_dim
+        ),
         v.reshape(b, frames * tokens, heads, head_dim),
         mask=jnp.asarray(mask),
         implementation=implementation,
@@ -353,13 +381,15 @@ def dense_masked_attention(
     return out.reshape(q.shape)
 
 
-def reference_attention(q, k, v, window: FrameWindow, *, rope_base: float):
+def reference_attention(
+    q, k, v, window: FrameWindow, *, rope_base: float, rope_pairs: int | None = None
+):
     """Slow, obvious reference in float32: absolute frame positions, explicit masked softmax."""
     check_qkv(q, k, v)
     b, frames, tokens, heads, head_dim = q.shape
     positions = np.arange(frames)
-    q32 = apply_rope(q.astype(jnp.float32), positions, base=rope_base)
-    k32 = apply_rope(k.astype(jnp.float32), positions, base=rope_base)
+    q32 = apply_rope(q.astype(jnp.float32), positions, base=rope_base, pairs=rope_pairs)
+    k32 = apply_rope(k.astype(jnp.float32), positions, base=rope_base, pairs=rope_pairs)
     v32 = v.astype(jnp.float32)
     flat = (b, frames * tokens, heads, head_dim)
     logits = jnp.einsum("bqhp,bkhp->bhqk", q32.reshape(flat), k32.reshape(flat))

@@ -72,6 +72,8 @@ class DiTBlock(nnx.Module):
       num_heads: attention heads; mlp_ratio: MLP hidden width / d.
       mamba: keyword arguments of `Mamba2Mixer` (d_state, head_dim, expand, ...).
       qk_norm: RMS-normalised queries and keys in attention.
+      pose_pairs: attention dimension pairs rotated by the camera pose (lssvwm/nn/rope.py); with
+        it, every call takes the frames' `pose_angles [b, t, pose_pairs]`.
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class DiTBlock(nnx.Module):
         mlp_ratio: float = 4.0,
         mamba: dict | None = None,
         qk_norm: bool = True,
+        pose_pairs: int = 0,
         dtype=None,
         param_dtype=jnp.float32,
     ):
@@ -112,6 +115,7 @@ class DiTBlock(nnx.Module):
                 chunk_size=attention_chunk,
                 max_frames=max_frames,
                 qk_norm=qk_norm,
+                pose_pairs=pose_pairs,
                 **kw,
             )
             if use_attention
@@ -136,7 +140,7 @@ class DiTBlock(nnx.Module):
         kv = None if self.attention is None else self.attention.init_cache(batch, tokens, dtype)
         return LayerCache(ssm, kv)
 
-    def _forward(self, x_BTHWD, cond_BTD, cache: LayerCache | None, streaming: bool):
+    def _forward(self, x_BTHWD, cond_BTD, cache: LayerCache | None, streaming: bool, pose_angles):
         b, t, hp, wp, d = x_BTHWD.shape
         mods = jnp.split(self.modulation(jax.nn.silu(cond_BTD)), 3 * self.num_sublayers, -1)
         mods = [per_frame(m) for m in mods]
@@ -155,28 +159,36 @@ class DiTBlock(nnx.Module):
         if self.attention is not None:
             h = modulated(x, i).reshape(b, t, hp * wp, d)
             if streaming:
-                y, new_kv = self.attention.step(h, kv)
+                y, new_kv = self.attention.step(h, kv, pose_angles)
                 kv = self.attention.commit(kv, new_kv)
             else:
-                y, kv = self.attention.prefill(h, kv)
+                y, kv = self.attention.prefill(h, kv, pose_angles)
             x = x + mods[3 * i + 2] * y.reshape(b, t, hp, wp, d)
             i += 1
         x = x + mods[3 * i + 2] * self.mlp(modulated(x, i))
         return constrain(x, TOKEN_NAMES), LayerCache(ssm_state, kv)
 
     def __call__(
-        self, x_BTHWD: jax.Array, cond_BTD: jax.Array, cache: LayerCache | None = None
+        self,
+        x_BTHWD: jax.Array,
+        cond_BTD: jax.Array,
+        cache: LayerCache | None = None,
+        pose_angles_BTN: jax.Array | None = None,
     ) -> tuple[jax.Array, LayerCache]:
         """Parallel pass over t frames after those summarised by `cache` (None: a fresh start).
 
         Returns the output and the cache after the last frame (for prefill / carried windows).
         """
-        return self._forward(x_BTHWD, cond_BTD, cache, streaming=False)
+        return self._forward(x_BTHWD, cond_BTD, cache, False, pose_angles_BTN)
 
     def step(
-        self, x_BUHWD: jax.Array, cond_BUD: jax.Array, cache: LayerCache
+        self,
+        x_BUHWD: jax.Array,
+        cond_BUD: jax.Array,
+        cache: LayerCache,
+        pose_angles_BUN: jax.Array | None = None,
     ) -> tuple[jax.Array, LayerCache]:
         """One streaming unit; returns the output and the *candidate* cache (input unchanged)."""
         if x_BUHWD.shape[1] != self.unit:
             raise ValueError(f"step takes {self.unit} frame(s), got {x_BUHWD.shape[1]}")
-        return self._forward(x_BUHWD, cond_BUD, cache, streaming=True)
+        return self._forward(x_BUHWD, cond_BUD, cache, True, pose_angles_BUN)

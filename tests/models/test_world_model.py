@@ -37,10 +37,11 @@ TINY = dict(
     pose_scale=5.0,
     num_actions=5,
 )
-# name: config changes. Each mixer once; the action modes and the chunked window ride along.
+# name: config changes. Each mixer once; the action modes, the chunked window and the pose
+# rotation of attention ride along.
 # Baselines use one layer (each layer is a compile's worth of graph); lssvwm two block sizes.
 VARIANTS = {
-    "lssvwm": dict(mixer="lssvwm", action_mode="pose_and_motion"),
+    "lssvwm": dict(mixer="lssvwm", action_mode="pose_and_motion", pose_rope_frequencies=1),
     "lssvwm_chunked": dict(
         mixer="lssvwm",
         attention_window=4,
@@ -50,7 +51,13 @@ VARIANTS = {
     ),
     "mamba2_fla": dict(mixer="mamba2_fla", action_mode="discrete", depth=1),
     "mamba2": dict(mixer="mamba2", action_mode="pose", depth=1),
-    "causal_window": dict(mixer="causal_window", attention_window=3, action_mode="pose", depth=1),
+    "causal_window": dict(
+        mixer="causal_window",
+        attention_window=3,
+        action_mode="pose",
+        depth=1,
+        pose_rope_frequencies=1,
+    ),
     "causal_full": dict(mixer="causal_full", action_mode="discrete", depth=1),
 }
 
