@@ -120,6 +120,11 @@ def config(tiny: bool = False) -> ml_collections.ConfigDict:
             # A trained run's workdir to take the weights from at step 0 (fine-tuning; the
             # optimizer starts fresh; lssvwm/train.py:warm_start); "" starts from random weights.
             init_from="",
+            # A step whose loss, gradient norm or parameter norm is not finite: "skip" leaves the
+            # weights, optimizer and EMA as they were (counted as nonfinite_steps in the
+            # metrics), "stop" ends the run naming the step; nothing non-finite is ever saved.
+            nonfinite="skip",
+            max_consecutive_nonfinite=10,  # under "skip": this many in a row stop the run
         )
     )
     # Devices: data parallel over all of them (one CPU here); e.g. --config.mesh.axes.fsdp=4

@@ -2,8 +2,8 @@
 
     from lssvwm.errors import LssvwmError
 
-    except (LssvwmError, ValueError, FileNotFoundError) as error:   # ValueError: config mistakes
-        sys.exit(f"error: {error}")                                  # one line, status 1
+    except (LssvwmError, ValueError, OSError) as error:   # ValueError: config mistakes
+        cli.fail(error)       # `error: <message>` in one line, exit status 2 (lssvwm.cli)
 
 A SIGTERM / SIGINT stop is no error: `lssvwm.train.train` finishes the step, saves it and
 returns normally, so the command line exits 0 with nothing to catch. The classes are defined

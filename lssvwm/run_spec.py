@@ -72,6 +72,11 @@ class TrainingConfig:
     eval_every / sample_every: held-out figures and sample videos during training (0: only at
       the end).
     init_from: a trained run's workdir whose weights start this run ("": random weights).
+    nonfinite: what a step with a non-finite loss, gradient norm or parameter norm does --
+      "skip" (it leaves the weights, optimizer state and EMA unchanged; counted in the metrics'
+      nonfinite_steps) or "stop" (the run stops, naming the step and the quantity); checked on
+      device every step, acted on at the next logged or saved step. Never saved either way.
+    max_consecutive_nonfinite: under "skip", that many non-finite steps in a row stop the run.
     """
 
     steps: int
@@ -83,11 +88,18 @@ class TrainingConfig:
     eval_every: int = 0
     sample_every: int = 0
     init_from: str = ""
+    nonfinite: str = "skip"
+    max_consecutive_nonfinite: int = 10
 
     def __post_init__(self):
         _at_least("training", self, 1, "steps", "batch_size", "window_length")
         _at_least("training", self, 1, "log_every", "checkpoint_every", "keep_checkpoints")
         _at_least("training", self, 0, "eval_every", "sample_every")
+        _at_least("training", self, 1, "max_consecutive_nonfinite")
+        if self.nonfinite not in ("skip", "stop"):
+            raise ConfigError(
+                "training.nonfinite", f"must be 'skip' or 'stop', got {self.nonfinite!r}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

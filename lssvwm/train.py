@@ -11,6 +11,24 @@ out (a second one stops at once, unsaved); a hard kill loses the steps since the
 checkpoint. `--config.training.init_from=OTHER_RUN` starts a new run from another run's weights
 (fine-tuning, e.g. under a state-carrying policy; see `warm_start`).
 
+The run directory is guarded (lssvwm.common.run_directory), and every check comes before
+anything is written into it: a config.json of another config in a run with checkpoints, or a
+checkpoint meta of another model, stops the run naming the differing keys; one trainer at a
+time holds DIR/.lock (a second one stops naming the holder's pid; multi-host: process 0 holds
+it). At start, orbax's temporary directories of a save that never finished are removed, and
+newer step directories that do not restore completely (files missing or damaged) are moved to
+DIR/checkpoints_damaged/<step>-<time> with a warning; the run resumes from the newest one that
+restores. A step whose loss, gradient norm or parameter norm is not finite changes nothing
+(`training.nonfinite`: "skip" counts it as nonfinite_steps, "stop" ends the run); a non-finite
+state is never saved.
+
+Exit status: 0 when the run finished, and also when the first SIGTERM / SIGINT stopped it (the
+step in flight finished and was saved; `train` returns normally; no traceback). A second signal
+ends the process at once, unsaved, by the signal's default action (status 128 + N in a shell:
+130 for SIGINT, 143 for SIGTERM). An error -- a config mistake, a busy or foreign run directory,
+a checkpoint that cannot be used, a non-finite stop (lssvwm.errors) -- is one line,
+`error: ...`, with exit status 2 (lssvwm.cli).
+
 Multi-host (one process per host, all with the same arguments and the same DIR on a shared
 filesystem; the data built beforehand, `python -m lssvwm.data.build --config=...`, as processes
 that all find it missing would all build it):
@@ -25,10 +43,14 @@ process reads its own rows of every global batch, all of them save the orbax che
 together, and only process 0 writes the other files below.
 
 What a run writes into DIR:
-  config.json         the resolved config
+  config.json         the resolved config (written when absent or another config's without
+                      checkpoints; left as it is when it holds this config)
+  .lock               the pid of the trainer holding the run (flock; readers take no lock)
   checkpoints/<step>  orbax checkpoints (the newest `training.keep_checkpoints`)
+  checkpoints_damaged/<step>-<time>  step directories that did not restore, moved aside
   metrics.jsonl       one JSON object per logged step: step, loss, steps_per_sec, learning_rate,
-                      grad_norm, ... and, at `training.eval_every`, the held-out figures (eval/...)
+                      grad_norm, nonfinite_steps, ... and, at `training.eval_every`, the held-out
+                      figures (eval/...)
   tb/                 the same scalars as TensorBoard events (`tensorboard --logdir DIR/tb`)
   samples/step_N.gif  generated continuations of held-out windows next to the truth
   eval_final.json     the held-out figures of the final weights (lssvwm.training.evaluation)
@@ -58,7 +80,9 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from lssvwm import cli
-from lssvwm.common.checkpointing import Checkpoints
+from lssvwm.common import run_directory
+from lssvwm.common.checkpointing import Checkpoints, DamagedCheckpointError
+from lssvwm.common.errors import NonFiniteError, RunDirectoryError
 from lssvwm.common.progress import Progress, format_duration
 from lssvwm.common.video import write_gif
 from lssvwm.data import pipeline, sources
@@ -67,10 +91,10 @@ from lssvwm.parallel import distributed
 from lssvwm.run_spec import RunSpec
 from lssvwm.training import evaluation, videos
 from lssvwm.training.build import BuiltRun, build
-from lssvwm.training.metrics import MetricWriter
+from lssvwm.training.metrics import MetricWriter, NonfiniteGuard, newest_checkpoint_clause
 from lssvwm.training.state_carrying import carry_batch_size
 from lssvwm.training.train_state import model_from_state
-from lssvwm.training.train_step import STREAM_FIELDS
+from lssvwm.training.train_step import STREAM_FIELDS, all_finite
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/x.py[:arg]).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, results).")
@@ -140,23 +164,40 @@ class StopRequest:
 
     The first signal only asks the loop to stop once the current step is done, so the checkpoint
     saved on the way out pairs a train state with the data position of the same step (a signal
-    raised between `next(windows)` and the step's return would save them one step apart). A
-    second signal interrupts at once, without saving."""
+    raised between `next(windows)` and the step's return would save them one step apart); the
+    loop then saves and `train` returns normally (exit status 0).
+
+    A second signal stops the process at once, unsaved: the first one puts back the signals'
+    default action (SIG_DFL), so the second is handled by the kernel, which ends the process
+    there and then. No Python code runs for it -- nothing can raise inside an XLA compilation
+    or a half-made orbax save, and no interpreter shutdown races XLA's threads (the crash an
+    exception from a handler could end in) -- and it is immediate even while the main thread
+    is inside a long compile, when a Python handler would not run until the compile returned.
+    The logs lose nothing: absl writes each line to stderr as it is logged, and metrics.jsonl
+    is flushed per line. The status is the signal's (128 + N in a shell). (Two signals that both
+    arrive while the main thread is inside one call into XLA count as one, the first.)"""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
         self.signum: int | None = None
-        self.forced = False  # a second signal: the step in flight is abandoned
+
+    @property
+    def name(self) -> str | None:
+        return None if self.signum is None else signal.Signals(self.signum).name
 
     def __call__(self, signum, frame):
-        if self.signum is not None:
-            self.forced = True
-            raise KeyboardInterrupt(f"signal {signum} (second): stopping without a checkpoint")
         self.signum = signum
-        logging.warning("signal %d: stopping after this step (send it again to stop now)", signum)
+        for sig in self.SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)  # the next one ends the process (docstring)
+        logging.warning(
+            "%s: stopping after this step and saving it (send it again to stop at once, unsaved)",
+            signal.Signals(signum).name,
+        )
 
     def install(self) -> dict:
         """Installs the handler; returns the previous handlers for `restore`."""
-        return {sig: signal.signal(sig, self) for sig in (signal.SIGTERM, signal.SIGINT)}
+        return {sig: signal.signal(sig, self) for sig in self.SIGNALS}
 
     @staticmethod
     def restore(previous: dict) -> None:
@@ -188,26 +229,131 @@ def open_data(spec: RunSpec) -> RunData:
 
 
 def restore_or_start(run: BuiltRun, checkpoints: Checkpoints, workdir: pathlib.Path):
-    """(state, carry, data position) of the newest checkpoint, or step 0 (from the weights of
-    `training.init_from` when given)."""
+    """(state, carry, data position) of the newest checkpoint that restores completely, or step
+    0 (from the weights of `training.init_from` when given). Newer step directories that do not
+    restore (damaged) are moved aside (`set_damaged_aside`)."""
     spec = run.spec
-    # The carry's shapes follow the batch size of the stage of the step it is saved at.
-    carry_batch = spec.curriculum.stage_at(checkpoints.latest_step() or 0).batch_size
-    target = run.checkpoint_target(carry_batch)
-    restored = checkpoints.restore_latest(
-        target, spec.checkpoint_meta, unchecked=RESUMABLE_WITH_CHANGES
+
+    def target_for_step(step: int):
+        # The carry's shapes follow the batch size of the stage of the step it is saved at.
+        return run.checkpoint_target(spec.curriculum.stage_at(step).batch_size)
+
+    restored = checkpoints.restore_newest(
+        target_for_step,
+        spec.checkpoint_meta,
+        unchecked=RESUMABLE_WITH_CHANGES,
+        agree=any_process,
     )
     if restored is not None:
-        saved, data_state, _ = restored
+        saved, data_state, _, step, damaged = restored
+        if damaged:
+            set_damaged_aside(checkpoints, workdir, damaged, step)
         logging.info("resumed from %s at step %d", checkpoints.directory, int(saved["step"]))
         carry = saved.pop("carry", None)
         return saved, carry, data_state
+    carry_batch = spec.curriculum.stage_at(0).batch_size
+    target = target_for_step(0)
     state = run.init_state()
     if spec.training.init_from:
         state = warm_start(
             state, target, spec.training.init_from, workdir, spec.checkpoint_meta["model"]
         )
     return state, run.init_carry(carry_batch), {"step": 0}
+
+
+def any_process(flag: bool) -> bool:
+    """Whether `flag` holds on any process (every process gets the same answer)."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+
+    return bool(np.any(multihost_utils.process_allgather(np.asarray(bool(flag)))))
+
+
+def barrier(name: str) -> None:
+    """Every process waits here until all have arrived (no-op on one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def set_damaged_aside(
+    checkpoints: Checkpoints,
+    workdir: pathlib.Path,
+    damaged: list[DamagedCheckpointError],
+    resumed: int,
+) -> None:
+    """Moves the damaged step directories to DIR/checkpoints_damaged (process 0), one warning
+    line each; every process then re-reads the steps (a later save must not take a moved
+    step for saved)."""
+    for error in damaged:
+        source = checkpoints.step_directory(error.step)
+        if distributed.is_primary() and source.exists():
+            moved = run_directory.set_aside(source, workdir)
+            logging.warning(
+                "checkpoint %s does not restore (%s): moved to %s; resuming from step %d",
+                source,
+                error.cause,
+                moved,
+                resumed,
+            )
+    barrier("lssvwm-damaged-checkpoints-set-aside")
+    checkpoints.reload()
+
+
+def config_defaults(spec: RunSpec) -> dict[str, Any]:
+    """Dotted key -> default value (as JSON has it) of every field of the spec's dataclass
+    sections: a key missing from an older run's config.json that has its default now is the
+    same config (an option the code gained since)."""
+    defaults = {}
+    for section in ("seed", *(f.name for f in dataclasses.fields(spec))):
+        value = getattr(spec, section, None)
+        if not dataclasses.is_dataclass(value):
+            continue
+        for field in dataclasses.fields(value):
+            if field.default is not dataclasses.MISSING:
+                default = field.default
+            elif field.default_factory is not dataclasses.MISSING:
+                default = field.default_factory()
+            else:
+                continue
+            try:
+                defaults[f"{section}.{field.name}"] = json.loads(json.dumps(default))
+            except (TypeError, ValueError):
+                continue
+    return defaults
+
+
+def check_run_directory(spec: RunSpec, workdir: pathlib.Path, config_text: str) -> None:
+    """Reads only: a RunDirectoryError when workdir/config.json holds another config and the
+    run has checkpoints, a CheckpointError naming the differing keys when its newest checkpoint
+    was trained with another model, diffusion, curriculum or state policy."""
+    directory = workdir / "checkpoints"
+    if not directory.is_dir():
+        return
+    checkpoints = Checkpoints(directory, read_only=True)
+    try:
+        has_checkpoints = bool(checkpoints.all_steps())
+        run_directory.check_config(workdir, config_text, has_checkpoints, config_defaults(spec))
+        checkpoints.check_newest_meta(spec.checkpoint_meta, unchecked=RESUMABLE_WITH_CHANGES)
+    finally:
+        checkpoints.close()
+
+
+def lock_run_directory(workdir: pathlib.Path) -> run_directory.WorkdirLock | None:
+    """The run directory's lock, taken by process 0 (None on the others); a RunDirectoryError
+    on every process when another trainer holds it."""
+    lock, error = None, None
+    if distributed.is_primary():
+        lock = run_directory.WorkdirLock(workdir)
+        try:
+            lock.acquire()
+        except RunDirectoryError as caught:
+            error = caught
+    if distributed.primary_decides(error is not None):
+        raise error or RunDirectoryError(f"{workdir}: process 0 found it locked by another run")
+    return lock
 
 
 def train_and_evaluate(
@@ -220,14 +366,33 @@ def train_and_evaluate(
 
 def train(spec: RunSpec, workdir: str | pathlib.Path) -> dict:
     """Trains (or resumes) the run of `spec` in `workdir` to `training.steps`; returns
-    eval_final (see the module docstring for what the run writes)."""
+    eval_final (see the module docstring for what the run writes). After a SIGTERM / SIGINT
+    it saves the step it stopped at and returns `{"step": N, "stopped_by": "SIGTERM"}`.
+
+    Before anything is written into `workdir`: its config.json and newest checkpoint meta are
+    checked against `spec`, and its lock is taken (module docstring); the lock is released
+    when this returns or raises."""
     started = time.perf_counter()
     workdir = pathlib.Path(workdir)
+    config_text = spec.config.to_json_best_effort(indent=2, sort_keys=True)
+    check_run_directory(spec, workdir, config_text)
+    lock = lock_run_directory(workdir)
+    try:
+        return _train(spec, workdir, config_text, started)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(spec: RunSpec, workdir: pathlib.Path, config_text: str, started: float) -> dict:
+    """`train` once the run directory is checked and locked."""
     primary = distributed.is_primary()  # multi-host: process 0 writes the run's files
+    checkpoint_dir = workdir / "checkpoints"
     if primary:
-        workdir.mkdir(parents=True, exist_ok=True)
-        text = spec.config.to_json_best_effort(indent=2, sort_keys=True)
-        (workdir / "config.json").write_text(text)
+        run_directory.write_config(workdir, config_text, config_defaults(spec))
+        for path in run_directory.remove_save_leftovers(checkpoint_dir):
+            logging.warning("removed %s, left by a checkpoint save that did not finish", path)
+    barrier("lssvwm-run-directory-ready")
     training = spec.training
     num_params = count_parameters(spec.model)
     logging.info("model: %s mixer, %s parameters", spec.model.mixer, f"{num_params:,}")
@@ -237,7 +402,7 @@ def train(spec: RunSpec, workdir: str | pathlib.Path) -> dict:
         logging.info("state: %s", spec.state.to_dict())
     data = open_data(spec)
     run = build(spec)
-    checkpoints = Checkpoints(workdir / "checkpoints", keep=training.keep_checkpoints)
+    checkpoints = Checkpoints(checkpoint_dir, keep=training.keep_checkpoints)
     state, carry, data_state = restore_or_start(run, checkpoints, workdir)
     step = int(state["step"])
     writer = MetricWriter(workdir, active=primary)
@@ -257,11 +422,22 @@ def train(spec: RunSpec, workdir: str | pathlib.Path) -> dict:
         train_step = run.make_train_step()
         stream_fields = STREAM_FIELDS if spec.state.stateful else ()
         progress = Progress(training.steps, step)
+        guard = NonfiniteGuard(training.nonfinite, training.max_consecutive_nonfinite)
         stop = StopRequest()
         previous_handlers = stop.install()
         last_saved = started_at = step
 
         def save(step):
+            """Saves `step` -- never a non-finite state (NonFiniteError instead)."""
+            newest = checkpoints.latest_step()
+            guard.check(step, newest)
+            # The train step never applies a non-finite update, so this holds; one reduction
+            # and one host read per save make sure (moments, EMA and all).
+            if not bool(all_finite(state)):
+                raise NonFiniteError(
+                    f"step {step}: the train state is not finite, not saved; "
+                    + newest_checkpoint_clause(newest)
+                )
             saved = state if carry is None else {**state, "carry": carry}
             checkpoints.save(step, saved, data_state=windows.get_state(), meta=spec.checkpoint_meta)
 
@@ -274,6 +450,7 @@ def train(spec: RunSpec, workdir: str | pathlib.Path) -> dict:
                 with run.parallel.activate():
                     state, carry, metrics = train_step(state, carry, batch)
                 step += 1
+                guard.update(metrics, step)  # device-side counts; read when logged or saved
                 stage = spec.curriculum.stage_at(step)
                 if stage.start_step == step and step < training.steps:
                     logging.info(
@@ -287,7 +464,7 @@ def train(spec: RunSpec, workdir: str | pathlib.Path) -> dict:
                         carry = run.init_carry(stage.batch_size)  # every slot restarts there
                 first = step == started_at + 1
                 if first or step % training.log_every == 0 or step == training.steps:
-                    log_step(writer, progress, step, metrics, first)
+                    log_step(writer, progress, step, metrics, first, guard, checkpoints)
                 if step % training.checkpoint_every == 0 or step == training.steps:
                     save(step)
                     last_saved = step
@@ -296,13 +473,22 @@ def train(spec: RunSpec, workdir: str | pathlib.Path) -> dict:
                 if training.sample_every and step % training.sample_every == 0:
                     write_sample(run, state, data.eval, workdir, step)
                 if stop.signum is not None:
-                    raise KeyboardInterrupt(f"signal {stop.signum}")
-        except KeyboardInterrupt:
-            if step > last_saved and not stop.forced:
-                logging.warning("interrupted at step %d: saving a checkpoint", step)
-                save(step)
+                    break
+            if stop.signum is not None:
+                if step > last_saved:
+                    logging.warning("interrupted at step %d: saving a checkpoint", step)
+                    save(step)
+                logging.warning(
+                    "stopped by %s at step %d, saved; the same command resumes the run",
+                    stop.name,
+                    step,
+                )
+                checkpoints.close()
+                writer.close()
+                return {"step": step, "stopped_by": stop.name}
+        except BaseException:
+            writer.close()  # the metrics so far stay readable; nothing more is saved
             checkpoints.close()
-            writer.close()
             raise
         finally:
             stop.restore(previous_handlers)
@@ -337,21 +523,36 @@ def train(spec: RunSpec, workdir: str | pathlib.Path) -> dict:
     return results
 
 
-def log_step(writer: MetricWriter, progress: Progress, step: int, metrics, first: bool) -> None:
-    """Checks and writes a logged step's metrics and the progress line."""
+def log_step(
+    writer: MetricWriter,
+    progress: Progress,
+    step: int,
+    metrics,
+    first: bool,
+    guard: NonfiniteGuard | None = None,
+    checkpoints: Checkpoints | None = None,
+) -> None:
+    """Writes a logged step's metrics (with `nonfinite_steps`, the non-finite steps skipped so
+    far) and the progress line, then checks them: NonFiniteError when the guard says stop
+    (`NonfiniteGuard.check`), RuntimeError for a broken state stream."""
     loss = float(metrics["loss"])
-    if not np.isfinite(loss):
-        raise FloatingPointError(f"loss is {loss} at step {step}")
+    counts = guard.counts() if guard is not None else None
+    rate = progress.rate(step)
+    if first:  # its rate includes compilation; later ones are training speed
+        progress.reset_clock(step)
+    record = {name: value for name, value in metrics.items() if name != "nonfinite"}
+    if counts is not None:
+        record["nonfinite_steps"] = counts["total"]
+    writer.write(step, {**record, "steps_per_sec": rate})
+    logging.info(progress.line(step, loss, rate))
+    if guard is not None:
+        newest = checkpoints.latest_step() if checkpoints is not None else None
+        guard.check(step, newest, counts)
     if int(metrics.get("stream_breaks", 0)):
         raise RuntimeError(
             f"step {step}: {int(metrics['stream_breaks'])} slot(s) got a window that does not "
             "continue their carried state (data or schedule changed under a resumed run?)"
         )
-    rate = progress.rate(step)
-    if first:  # its rate includes compilation; later ones are training speed
-        progress.reset_clock(step)
-    writer.write(step, {**metrics, "steps_per_sec": rate})
-    logging.info(progress.line(step, loss, rate))
 
 
 def evaluate_into(writer: MetricWriter, run: BuiltRun, state, data: RunData, step: int) -> dict:

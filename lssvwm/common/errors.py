@@ -4,7 +4,7 @@ re-exports them; they live here because `lssvwm.common` imports only itself).
     try:
         train(spec, workdir)
     except LssvwmError as error:
-        sys.exit(f"error: {error}")        # status 1
+        cli.fail(error)                    # `error: <message>`, exit status 2 (lssvwm.cli)
 
 Every one's `str()` is a complete message for a person (naming the file, key, step or process
 it is about), so a command line prints it as `error: <message>` with no traceback. Library code
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 class LssvwmError(Exception):
     """A failure a user can act on; `str(error)` is the message. A command line prints
-    `error: <message>` and exits with status 1. (A SIGTERM / SIGINT stop is no error:
+    `error: <message>` and exits non-zero (lssvwm.cli). (A SIGTERM / SIGINT stop is no error:
     `lssvwm.train.train` saves and returns normally, and the command line exits 0.)"""
 
 

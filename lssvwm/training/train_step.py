@@ -12,6 +12,15 @@ the train state, never written into it.
 The step's noise draw is `fold_in(PRNGKey(seed), step)`: a pure function of the step, so a
 resumed run draws exactly what an uninterrupted one would, with or without a policy.
 
+Non-finite guard, on device, with no host read: a step whose loss, gradient norm (before
+clipping) or new parameter norm is not finite changes nothing -- parameters, optimizer state
+and EMA stay those of the step before (a `jnp.where` over the state; the optimizer's own count
+does not advance) -- while `step` still advances (its batch is spent; the next step draws new
+noise). Its `nonfinite` metric says which quantity failed (`NONFINITE_BITS`; 0: a finite step),
+and under a state policy the carried cache restarts empty after it. Counting skipped steps and
+stopping on them is the host's (lssvwm.training.metrics.NonfiniteGuard, read at logged and
+saved steps only).
+
 `batch`: host data placed on the mesh -- `frames` uint8 [b, t, H, W, C] (scaled to [-1, 1]
 inside the step: a quarter of the bytes cross the host link), `depth` float32 [b, t, H, W] for
 RGB-D models, `actions` (lssvwm.models.inputs.model_actions) and, with carrying, the stream
@@ -41,6 +50,32 @@ from lssvwm.training.train_state import TrainState, apply_gradients, jit_countin
 PLAIN = StateConfig()  # the trivial policy: zero state per window, nothing carried
 # Stream fields a carrying step reads beside frames and actions (slot positions, resets).
 STREAM_FIELDS = ("episode_start", "episode_id", "start_frame")
+# The quantities the non-finite guard checks, and their bit in the step's `nonfinite` metric.
+NONFINITE_BITS = {"loss": 1, "grad_norm": 2, "param_norm": 4}
+
+
+def nonfinite_flags(metrics: Mapping[str, jax.Array]) -> jax.Array:
+    """int32 scalar: the bits (`NONFINITE_BITS`) of the checked metrics that are not finite."""
+    flags = jnp.zeros((), jnp.int32)
+    for name, bit in NONFINITE_BITS.items():
+        flags = flags | jnp.where(jnp.isfinite(metrics[name]), 0, bit).astype(jnp.int32)
+    return flags
+
+
+def keep_where(ok: jax.Array, new, old):
+    """`new` where the scalar `ok`, else `old`, leaf by leaf (same structures; `new`'s dtypes)."""
+    return jax.tree.map(lambda a, b: jnp.where(ok, a, b).astype(a.dtype), new, old)
+
+
+@jax.jit
+def all_finite(tree) -> jax.Array:
+    """Whether every floating-point leaf of `tree` is finite (a bool scalar on device)."""
+    leaves = [
+        jnp.all(jnp.isfinite(leaf))
+        for leaf in jax.tree.leaves(tree)
+        if jnp.issubdtype(leaf.dtype, jnp.inexact)
+    ]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
 def make_train_step(
@@ -60,8 +95,9 @@ def make_train_step(
     `shardings`: (train state, carry, batch) shardings -- explicit `in_shardings`, and the
     state's and carry's `out_shardings` (lssvwm.training.build gives them); None: as placed.
     Metrics: the diffusion-forcing metrics (loss, loss per level bin, ...), grad_norm (before
-    clipping), param_norm, ema_decay, learning_rate (when `schedule` is given); under a state
-    policy also reset_fraction and stream_breaks.
+    clipping), param_norm (of the updated parameters), ema_decay, learning_rate (when
+    `schedule` is given), nonfinite (0, or the `NONFINITE_BITS` of a step that was skipped:
+    see the module docstring); under a state policy also reset_fraction and stream_breaks.
     """
     base_rng = jax.random.PRNGKey(seed)
 
@@ -103,11 +139,18 @@ def make_train_step(
         )
         new_state, update_metrics = apply_gradients(state, grads, tx, ema_decay, schedule)
         metrics = {**metrics, "loss": loss, **update_metrics}
+        metrics["nonfinite"] = nonfinite_flags(metrics)
+        finite = metrics["nonfinite"] == 0
+        # A non-finite step keeps the state before it; only the step count moves on.
+        new_state = keep_where(finite, new_state, {**state, "step": new_state["step"]})
         if start is None:
             return new_state, carry, metrics
         next_carry = _next_carry(
             model, state_config, diffusion_config, carry, batch, frames, actions, start, noisy_final
         )
+        # Whatever a non-finite step carries may be poisoned too: the next window starts empty.
+        fresh_cache = model.init_cache(carry_batch_size(carry))
+        next_carry["cache"] = keep_where(finite, next_carry["cache"], fresh_cache)
         metrics["reset_fraction"] = jnp.mean(start["reset_B"].astype(jnp.float32))
         metrics["stream_breaks"] = start["breaks"]
         return new_state, next_carry, metrics

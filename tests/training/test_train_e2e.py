@@ -171,7 +171,8 @@ def test_sigterm_saves_the_step_it_stopped_at(finished_run, tmp_path):
         assert time.monotonic() < deadline, "training did not reach step 3"
     process.send_signal(signal.SIGTERM)
     _, rest = process.communicate(timeout=300)
-    assert process.returncode != 0  # it stops, and says why
+    assert process.returncode == 0, rest[-3000:]  # a requested stop is no failure
+    assert "Traceback" not in rest
     assert "interrupted at step" in rest and "saving a checkpoint" in rest
     saved = Checkpoints(workdir / "checkpoints").all_steps()
     assert len(saved) == 1 and saved[0] >= 3, saved
