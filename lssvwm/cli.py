@@ -202,24 +202,28 @@ def register_check(name: str, check, *, flag_values: flags.FlagValues = flags.FL
     flags.register_validator(name, validator, flag_values=flag_values)
 
 
-def check_can_write(path: str, *, directory: bool = False) -> None:
+def check_can_write(path: str, *, directory: bool = False, label: str = "") -> None:
     """A ValueError unless `path` (a directory with `directory`, else a file) exists as such or
     can be made: its nearest existing ancestor is a writable directory. Checks only; makes
-    nothing (an output flag's validator, so that a run cannot fail at the very end)."""
+    nothing (an output flag's validator, so that a run cannot fail at the very end). `label`
+    (e.g. "--workdir") starts the message; URLs (gs://...) are not checked."""
+    if "://" in str(path):
+        return
+    name = f"{label} {path}" if label else str(path)
     target = os.path.abspath(path)
     if os.path.exists(target):
         if directory and not os.path.isdir(target):
-            raise ValueError(f"{path} exists and is not a directory")
+            raise ValueError(f"{name} exists and is not a directory")
         if not directory and os.path.isdir(target):
-            raise ValueError(f"{path} is a directory, not a file")
+            raise ValueError(f"{name} is a directory, not a file")
         return
     parent = os.path.dirname(target)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        raise ValueError(f"{path} cannot be made: {parent} is not a directory")
+        raise ValueError(f"{name} cannot be made: {parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{path} cannot be made: {parent} is not writable")
+        raise ValueError(f"{name} cannot be made: {parent} is not writable")
 
 
 # ---- config-file flags -----------------------------------------------------------------------

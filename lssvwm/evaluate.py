@@ -29,6 +29,7 @@ one plot (`lssvwm.evaluation.compare`).
 from __future__ import annotations
 
 import pathlib
+import warnings
 
 from absl import app, flags, logging
 
@@ -96,11 +97,14 @@ def _check_distance_edges(edges) -> None:
 cli.register_check("distance_edges", _check_distance_edges)
 cli.register_check("reset", reset.reset_policy_from_flag)
 cli.register_check("data", loading.parse_data_overrides)
+cli.register_check("data_dir", lambda path: cli.check_can_write(path, directory=True))
 cli.register_check("output", cli.check_can_write)
 
 
 def main(argv):
     loading.quiet_library_logging()
+    # orbax warns on every restore that it reads the sharding from the checkpoint: no news
+    warnings.filterwarnings("ignore", message="Sharding info not provided when restoring")
     if _COMPARE.value:
         if len(argv) < 2:
             raise app.UsageError("--compare needs result JSONs or directories as arguments")

@@ -18,6 +18,7 @@ generated frames beside the ground truth.
 from __future__ import annotations
 
 import os
+import warnings
 
 from absl import app, flags, logging
 
@@ -62,6 +63,7 @@ def _check_path_file(path: str) -> None:
 flags.register_validator("fps", lambda fps: fps > 0, message="--fps must be > 0")
 cli.register_check("reset_every", reset.reset_policy_from_flag)
 cli.register_check("data", loading.parse_data_overrides)
+cli.register_check("data_dir", lambda path: cli.check_can_write(path, directory=True))
 cli.register_check("poses", _check_path_file)
 cli.register_check("actions", _check_path_file)
 cli.register_check("output_dir", lambda path: cli.check_can_write(path, directory=True))
@@ -74,6 +76,8 @@ flags.register_multi_flags_validator(
 
 def main(argv):
     loading.quiet_library_logging()
+    # orbax warns on every restore that it reads the sharding from the checkpoint: no news
+    warnings.filterwarnings("ignore", message="Sharding info not provided when restoring")
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if _WORKDIR.value is None or _OUTPUT_DIR.value is None:

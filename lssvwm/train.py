@@ -617,6 +617,10 @@ def main(argv):
     # A config mistake is a ValueError naming the key: one line (lssvwm.cli), before anything
     # compiles.
     spec = RunSpec.from_config(_CONFIG.value, source=source)
+    # Directories that cannot be made: one line before the run directory is touched.
+    cli.check_can_write(_WORKDIR.value, directory=True, label="--workdir")
+    if spec.data.data_dir:
+        cli.check_can_write(spec.data.data_dir, directory=True, label="data.data_dir")
     # Multi-host start-up comes before any other JAX call (jax.devices() included).
     distributed.start(spec.config.get("mesh"))
     logging.info(

@@ -65,6 +65,8 @@ def main(argv):
     if config is not None and "data" not in config:
         raise app.UsageError("the --config file has no `data` section")
     data = config.data if config is not None else flags.FLAGS.data
+    if data.get("data_dir"):  # one line before anything is built or read
+        cli.check_can_write(data.data_dir, directory=True, label="data.data_dir")
     start = time.time()
     builder = build(
         data, num_workers=flags.FLAGS.num_workers, start_method=flags.FLAGS.start_method

@@ -213,6 +213,8 @@ def main(argv):
     if config is not None and "data" not in config:
         raise app.UsageError("the --config file has no `data` section")
     data = config.data if config is not None else flags.FLAGS.data
+    if data.get("data_dir"):  # one line before anything is built or read
+        cli.check_can_write(data.data_dir, directory=True, label="data.data_dir")
     paths = preview_episode(
         data,
         flags.FLAGS.output_dir,

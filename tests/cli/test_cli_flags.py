@@ -54,6 +54,7 @@ EVALUATE = [
     ("--reset=every:-3", "reset interval must be >= 1 frame, got -3"),
     ("--data=maze3d.seed", "data override 'maze3d.seed' is not KEY=VALUE"),
     ("--output=/dev/null/out.json", "/dev/null is not a directory"),
+    ("--data_dir=/dev/null/tfds", "/dev/null/tfds cannot be made: /dev/null is not a directory"),
     ("--task=retreival", "flag --task=retreival: value should be one of"),
 ]
 
@@ -81,6 +82,7 @@ ROLLOUT = [
     ("--reset_every=often", "unknown reset policy 'often'"),
     ("--poses=/nonexistent/path.npy", "/nonexistent/path.npy is not a file"),
     ("--output_dir=/dev/null/rollout", "/dev/null is not a directory"),
+    ("--data_dir=/dev/null/tfds", "/dev/null/tfds cannot be made: /dev/null is not a directory"),
 ]
 
 
@@ -124,6 +126,7 @@ PREVIEW = [
     ("--stride=0", "flag --stride=0: 0 is not a positive integer"),
     ("--episode=-1", "flag --episode=-1: -1 is not a non-negative integer"),
     ("--data.maze3d.test_episods=3", "unknown config key maze3d.test_episods (did you mean "),
+    ("--data.data_dir=/dev/null/tfds", "data.data_dir /dev/null/tfds cannot be made: /dev/null"),
 ]
 
 
@@ -152,11 +155,15 @@ def test_train_config_mistakes_are_one_line(monkeypatch, capsys, tmp_path):
         ("--config.model.widht=3", f"{TINY}: unknown config key model.widht (did you mean"),
         ("--config.training.steps=-5", f"{TINY}: training.steps must be >= 1, got -5"),
         ("--config.training.window_length=64", f"{TINY}: training.window_length (64) is longer"),
+        ("--config.data.data_dir=/dev/null/tfds", "data.data_dir /dev/null/tfds cannot be made"),
     ]:
         args = [f"--config={TINY}", f"--workdir={workdir}", flag]
         line = one_line("lssvwm.train", *args, monkeypatch=monkeypatch, capsys=capsys)
         assert message in line, line
     assert not workdir.exists()
+    args = [f"--config={TINY}", "--workdir=/dev/null"]
+    line = one_line("lssvwm.train", *args, monkeypatch=monkeypatch, capsys=capsys)
+    assert line == "error: --workdir /dev/null exists and is not a directory"
 
 
 def test_score_task_takes_zero_as_a_mistake_not_as_the_default():
