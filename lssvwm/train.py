@@ -102,6 +102,23 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, met
 # Model-config fields a run may resume with changed (or absent from an older checkpoint's meta):
 # they choose how the same function is computed, not what the weights mean.
 RESUMABLE_WITH_CHANGES = ("model.remat", "model.ssm_chunk_size")
+# Config keys (or whole sections) a run may resume with changed, besides those: where and how
+# it runs, how often it reports, and how long it trains (extending a run; the new config.json
+# records it). Any other difference from the run's config.json is refused (lssvwm.common.
+# run_directory): the checkpoints were trained under that config.
+RESUMABLE_CONFIG_KEYS = RESUMABLE_WITH_CHANGES + (
+    "training.steps",
+    "training.log_every",
+    "training.checkpoint_every",
+    "training.keep_checkpoints",
+    "training.eval_every",
+    "training.sample_every",
+    "training.init_from",  # read on a run's first start only
+    "eval",
+    "sample",
+    "mesh",  # a preempted job restarts on other hosts or another device count
+    "data.data_dir",
+)
 
 
 def peak_memory_bytes() -> int:
@@ -335,7 +352,9 @@ def check_run_directory(spec: RunSpec, workdir: pathlib.Path, config_text: str) 
     checkpoints = Checkpoints(directory, read_only=True)
     try:
         has_checkpoints = bool(checkpoints.all_steps())
-        run_directory.check_config(workdir, config_text, has_checkpoints, config_defaults(spec))
+        run_directory.check_config(
+            workdir, config_text, has_checkpoints, config_defaults(spec), RESUMABLE_CONFIG_KEYS
+        )
         checkpoints.check_newest_meta(spec.checkpoint_meta, unchecked=RESUMABLE_WITH_CHANGES)
     finally:
         checkpoints.close()

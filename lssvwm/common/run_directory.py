@@ -96,17 +96,21 @@ _ABSENT = object()
 
 
 def config_differences(
-    written: Mapping, current: Mapping, defaults: Mapping[str, object] | None = None
+    written: Mapping,
+    current: Mapping,
+    defaults: Mapping[str, object] | None = None,
+    resumable: tuple[str, ...] = (),
 ) -> list[str]:
     """Lines `key: A in config.json, B now`, one per dotted key whose value differs. A key missing
     from `written` whose current value is its default in `defaults` (dotted key -> value; an
-    option the code gained after the run started) is no difference."""
+    option the code gained after the run started) is no difference; nor is a key in (or under
+    a section named in) `resumable`."""
     defaults = defaults or {}
     old, new = _flatten(written), _flatten(current)
     lines = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key, _ABSENT), new.get(key, _ABSENT)
-        if a == b:
+        if a == b or any(key == r or key.startswith(r + ".") for r in resumable):
             continue
         if a is _ABSENT and key in defaults and defaults[key] == b:
             continue
@@ -120,9 +124,10 @@ def check_config(
     config_text: str,
     has_checkpoints: bool,
     defaults: Mapping[str, object] | None = None,
+    resumable: tuple[str, ...] = (),
 ) -> None:
     """A RunDirectoryError when `workdir/config.json` holds another config (or no JSON) and the
-    run has checkpoints; they were trained under it. Reads only. `defaults`: see
+    run has checkpoints; they were trained under it. Reads only. `defaults`, `resumable`: see
     `config_differences`."""
     path = pathlib.Path(workdir) / CONFIG_NAME
     if not has_checkpoints or not path.is_file():
@@ -134,7 +139,7 @@ def check_config(
             f"{path} cannot be read ({type(error).__name__}: {error}) and the run has "
             "checkpoints; restore it, or move it away to resume under this config"
         ) from None
-    differences = config_differences(written, json.loads(config_text), defaults)
+    differences = config_differences(written, json.loads(config_text), defaults, resumable)
     if differences:
         shown = "; ".join(differences[:4])
         more = f"; and {len(differences) - 4} more" if len(differences) > 4 else ""

@@ -90,6 +90,20 @@ def test_a_key_the_code_added_since_with_its_default_is_the_same_config(tmp_path
         run_directory.check_config(tmp_path, text(changed), True, defaults)
 
 
+def test_resumable_keys_may_change_and_the_rest_may_not(tmp_path):
+    (tmp_path / "config.json").write_text(text(CONFIG))
+    extended = {**CONFIG, "training": {"steps": 8, "log_every": 5}, "mesh": {"process_id": 1}}
+    resumable = ("training.steps", "training.log_every", "mesh")
+    run_directory.check_config(tmp_path, text(extended), True, resumable=resumable)
+    assert run_directory.write_config(tmp_path, text(extended))  # config.json tells the truth
+    with pytest.raises(RunDirectoryError, match="training.log_every"):
+        run_directory.check_config(
+            tmp_path, text(CONFIG), True, resumable=("training.steps", "mesh")
+        )
+    # A section name covers its keys, never a key that merely starts alike.
+    assert run_directory.config_differences({"meshy": 1}, {"meshy": 2}, resumable=("mesh",))
+
+
 def test_write_config_writes_when_absent_or_different_and_not_when_identical(tmp_path):
     path = tmp_path / "run" / "config.json"
     assert run_directory.write_config(path.parent, text(CONFIG))
