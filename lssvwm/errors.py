@@ -13,9 +13,10 @@ name.
 
 from lssvwm.common.errors import (
     CheckpointError,
+    DataError,
     LssvwmError,
     NonFiniteError,
     RunDirectoryError,
 )
 
-__all__ = ["CheckpointError", "LssvwmError", "NonFiniteError", "RunDirectoryError"]
+__all__ = ["CheckpointError", "DataError", "LssvwmError", "NonFiniteError", "RunDirectoryError"]

@@ -82,7 +82,7 @@ from ml_collections import config_flags
 from lssvwm import cli
 from lssvwm.common import run_directory
 from lssvwm.common.checkpointing import Checkpoints, DamagedCheckpointError
-from lssvwm.common.errors import NonFiniteError, RunDirectoryError
+from lssvwm.common.errors import DataError, NonFiniteError, RunDirectoryError
 from lssvwm.common.progress import Progress, format_duration
 from lssvwm.common.video import write_gif
 from lssvwm.data import pipeline, sources
@@ -568,7 +568,7 @@ def log_step(
         newest = checkpoints.latest_step() if checkpoints is not None else None
         guard.check(step, newest, counts)
     if int(metrics.get("stream_breaks", 0)):
-        raise RuntimeError(
+        raise DataError(
             f"step {step}: {int(metrics['stream_breaks'])} slot(s) got a window that does not "
             "continue their carried state (data or schedule changed under a resumed run?)"
         )

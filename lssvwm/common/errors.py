@@ -34,3 +34,8 @@ class NonFiniteError(LssvwmError, FloatingPointError):
     """Training produced a non-finite loss, gradient norm or parameter norm and stopped
     (`training.nonfinite="stop"`, or too many consecutive skipped steps). No non-finite state
     was saved; the message names the step, the quantity and the newest checkpoint."""
+
+
+class DataError(LssvwmError):
+    """The data does not fit the run: e.g. a resumed state-carrying run whose windows no longer
+    continue the carried state (the data or the schedule changed under it)."""
