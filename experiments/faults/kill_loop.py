@@ -24,6 +24,7 @@ import json
 import os
 import pathlib
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -262,16 +263,20 @@ def main(argv=None) -> int:
     import tempfile
 
     root = args.root or pathlib.Path(tempfile.mkdtemp(prefix="kill_loop_"))
-    result = kill_loop(
-        args.config,
-        root,
-        steps=args.steps,
-        checkpoint_every=args.checkpoint_every,
-        kills=args.kills,
-        mid_save_kills=args.mid_save_kills,
-        seed=args.seed,
-        extra={"sample.num_windows": 0},
-    )
+    try:
+        result = kill_loop(
+            args.config,
+            root,
+            steps=args.steps,
+            checkpoint_every=args.checkpoint_every,
+            kills=args.kills,
+            mid_save_kills=args.mid_save_kills,
+            seed=args.seed,
+            extra={"sample.num_windows": 0},
+        )
+    finally:
+        if args.root is None:  # a temporary work directory of ours: runs, logs, cache
+            shutil.rmtree(root, ignore_errors=True)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
     ).stdout.strip()
