@@ -124,9 +124,11 @@ def make_row(
     seconds: float,
     tmp: str = "",
 ) -> Row:
-    """A case's row; `tmp` (the temporary directory) is written as $TMP."""
+    """A case's row; `tmp` (the temporary directory) is written as $TMP, and paths inside the
+    repository relative to it (no machine's paths in the record)."""
 
     def short(text: str) -> str:
+        text = text.replace(f"{REPO}/", "")
         return text.replace(tmp, "$TMP") if tmp else text
 
     return Row(
