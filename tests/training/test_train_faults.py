@@ -89,13 +89,16 @@ def test_another_config_in_a_run_with_checkpoints_is_refused_before_anything_is_
 ):
     workdir = finished_run(tmp_path / "run", tiny_spec(data_dir))
     before = snapshot(workdir)
-    other = tiny_spec(data_dir, **{"training.steps": 8, "training.log_every": 2})
+    other = tiny_spec(data_dir, **{"optimizer.weight_decay": 0.5, "training.steps": 8})
     with pytest.raises(RunDirectoryError) as caught:
         train_module.train(other, workdir)
     message = one_line(caught)
-    assert "training.steps: 4 in config.json, 8 now" in message
-    assert "training.log_every: 1 in config.json, 2 now" in message
+    assert "optimizer.weight_decay: 0.01 in config.json, 0.5 now" in message
+    assert "training.steps" not in message  # extending a run is no other config
     assert snapshot(workdir) == before  # no lock file, no config.json, nothing
+    longer = tiny_spec(data_dir, **{"training.steps": 8, "training.log_every": 2})
+    text = longer.config.to_json_best_effort(indent=2, sort_keys=True)
+    train_module.check_run_directory(longer, workdir, text)  # resumable: passes
 
 
 def test_a_checkpoint_of_another_model_is_refused_before_anything_is_written(tmp_path, data_dir):
