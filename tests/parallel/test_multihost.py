@@ -5,6 +5,7 @@ the checkpoint of one process training the same global batch on two CPU devices.
 import json
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
@@ -144,9 +145,15 @@ def test_two_processes_train_like_one_process_with_two_devices(tmp_path):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), two, one)
 
     # One set of files: process 0 wrote them, process 1 opened none for writing.
-    written = {name: set(writes.read_text().split()) for name, (_, writes, _) in processes.items()}
+    # config.json is written as `.config.json.<pid>.tmp` and renamed (never half-written).
+    renamed = lambda name: re.sub(r"^\.(.+)\.\d+\.tmp$", r"\1", name)  # noqa: E731
+    written = {
+        name: {renamed(path) for path in writes.read_text().split()}
+        for name, (_, writes, _) in processes.items()
+    }
     assert written["process_1"] == set(), written["process_1"]
     expected = {"config.json", "metrics.jsonl", "eval_final.json", f"samples/step_{STEPS}.gif"}
+    expected.add(".lock")  # the run directory's lock: process 0 alone takes it
     assert expected <= written["process_0"], written["process_0"]
     assert len(list((shared / "tb").iterdir())) == 1  # one TensorBoard event file
     records = [json.loads(line) for line in (shared / "metrics.jsonl").read_text().splitlines()]
