@@ -55,9 +55,10 @@ def get_config(arg=None):
     config.model.update(
         image_size=(FRAME_SIZE, FRAME_SIZE),
         max_frames=TRAINING_WINDOW,
-        block_sizes=("full", (1, 1)),
         pose_rope_frequencies=4,
     )
+    if arg.mixer == "lssvwm":  # lssvwm_1x1 keeps its per-position scans in every layer
+        config.model.block_sizes = ("full", (1, 1))
     if config.model.mixer == "spatial_memory":
         config.model.memory_frames = TRAINING_WINDOW
     # 2 windows a step: on this CPU a step's time grows faster than its tokens (measured train

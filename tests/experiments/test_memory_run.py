@@ -107,3 +107,13 @@ def test_the_table_pairs_the_positive_control_by_episode(tmp_path):
     table = (out / "results.md").read_text()
     assert "| causal_full | causal_window | blind | retrieval | beyond_W | +5.00 |" in table
     assert (out / "psnr_by_distance.png").stat().st_size > 0
+
+
+def test_memory_world_members_differ_where_the_family_says():
+    from configs import maze3d_memory
+
+    def blocks(mixer):
+        return tuple(maze3d_memory.get_config(f"mixer={mixer}").model.block_sizes)
+
+    assert blocks("lssvwm") == ("full", (1, 1))  # a 2x2 block is the whole 2x2 token grid
+    assert blocks("lssvwm_1x1") == ((1, 1),)  # per-position scans in every layer
