@@ -79,6 +79,7 @@ class WorldModelConfig:
     pose_frequencies: int = 0  # Fourier octaves of the absolute pose (lssvwm/nn/embed.py)
     # Attention pairs turned by the pose: m frequencies each of x, y, heading (lssvwm/nn/rope.py)
     pose_rope_frequencies: int = 0
+    pose_rope_ssm: bool = False  # the SSM's B and C pairs turned by the same pose angles too
     frequency_dim: int = 256
     noise_level_scale: float = 1000.0
     dtype: str = "float32"
@@ -136,6 +137,11 @@ class WorldModelConfig:
         """Attention dimension pairs per head turned by the pose (a mixer without attention
         ignores `pose_rope_frequencies`, as it ignores the attention window)."""
         return 3 * self.pose_rope_frequencies if self.uses_attention else 0
+
+    @property
+    def ssm_pose_rotation_pairs(self) -> int:
+        """Pairs of the SSM's B and C state dimensions turned by the pose (`pose_rope_ssm`)."""
+        return 3 * self.pose_rope_frequencies if self.pose_rope_ssm and self.uses_ssm else 0
 
     @property
     def uses_spatial_memory(self) -> bool:
@@ -223,6 +229,17 @@ class WorldModelConfig:
                     f"pose_rope_frequencies={self.pose_rope_frequencies} turns "
                     f"{self.pose_rotation_pairs} pairs; an attention head has {half}"
                 )
+            if self.ssm_pose_rotation_pairs > self.ssm_state // 2:
+                raise ValueError(
+                    f"pose_rope_ssm with pose_rope_frequencies={self.pose_rope_frequencies} turns "
+                    f"{self.ssm_pose_rotation_pairs} pairs; ssm_state={self.ssm_state} has "
+                    f"{self.ssm_state // 2}"
+                )
+        if self.pose_rope_ssm and not (self.pose_rope_frequencies and self.uses_ssm):
+            raise ValueError(
+                "pose_rope_ssm needs pose_rope_frequencies >= 1 and a mixer with an SSM, got "
+                f"pose_rope_frequencies={self.pose_rope_frequencies}, mixer={self.mixer!r}"
+            )
         if self.uses_ssm:
             inner = self.ssm_expand * self.width
             if inner % self.ssm_head_dim:

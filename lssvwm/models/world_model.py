@@ -134,6 +134,7 @@ class WorldModel(nnx.Module):
                     mamba=mamba,
                     qk_norm=config.qk_norm,
                     pose_pairs=config.pose_rotation_pairs,
+                    ssm_pose_pairs=config.ssm_pose_rotation_pairs,
                     **kw,
                 )
                 for layer in range(config.depth)
@@ -236,7 +237,7 @@ class WorldModel(nnx.Module):
         x = self.embed(frames)
         cond = cond.astype(x.dtype)
         pose_angles = None
-        if self.config.pose_rotation_pairs:
+        if self.config.pose_rotation_pairs or self.config.ssm_pose_rotation_pairs:
             pose_angles = rope.pose_angles(
                 actions,
                 self.config.pose_rope_frequencies,

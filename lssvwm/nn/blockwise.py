@@ -78,6 +78,16 @@ def frame_reset_to_block_tokens(reset_BT: jax.Array, blocks: int, block_tokens: 
     return reset_BNTK.reshape(b * blocks, t * block_tokens)
 
 
+def frame_values_to_block_tokens(
+    values_BTN: jax.Array, blocks: int, block_tokens: int
+) -> jax.Array:
+    """[b, t, n] per-frame values -> [b * blocks, t * block_tokens, n]: each frame's value on
+    every one of its tokens, in block-scan order."""
+    b, t, n = values_BTN.shape
+    values = jnp.broadcast_to(values_BTN[:, None, :, None], (b, blocks, t, block_tokens, n))
+    return values.reshape(b * blocks, t * block_tokens, n)
+
+
 class BlockwiseMamba2(nnx.Module):
     """A Mamba-2 mixer scanned block-wise over `[b, t, hp, wp, d]` tokens.
 
@@ -109,6 +119,7 @@ class BlockwiseMamba2(nnx.Module):
         state: Mamba2State | None = None,
         *,
         reset: jax.Array | None = None,
+        pose_angles_BTN: jax.Array | None = None,
     ) -> tuple[jax.Array, Mamba2State]:
         """Scans every block over the given frames.
 
@@ -116,6 +127,7 @@ class BlockwiseMamba2(nnx.Module):
           x_BTHWD: [b, t, hp, wp, d] tokens; t = 1 steps one frame.
           state: per-block state from the previous call (default: zero state).
           reset: optional [b, t] 0/1; 1 starts a new episode at that frame in every block.
+          pose_angles_BTN: [b, t, n] the frames' pose angles, for a mixer with `pose_pairs`.
 
         Returns:
           y [b, t, hp, wp, d] and the per-block state after the last frame.
@@ -130,5 +142,8 @@ class BlockwiseMamba2(nnx.Module):
                 raise ValueError(f"reset must be per frame [b, t] = {(b, t)}, got {reset.shape}")
             reset = frame_reset_to_block_tokens(reset, blocks, bh * bw)
         x_SLD = tokens_to_block_sequences(x_BTHWD, (bh, bw))
-        y_SLD, state = self.mixer(x_SLD, state, reset=reset)
+        angles_SLN = None
+        if pose_angles_BTN is not None:  # every token of a frame shares its frame's pose
+            angles_SLN = frame_values_to_block_tokens(pose_angles_BTN, blocks, bh * bw)
+        y_SLD, state = self.mixer(x_SLD, state, reset=reset, pose_angles_BLN=angles_SLN)
         return block_sequences_to_tokens(y_SLD, b, t, (hp, wp), (bh, bw)), state

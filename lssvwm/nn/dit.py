@@ -74,6 +74,8 @@ class DiTBlock(nnx.Module):
       qk_norm: RMS-normalised queries and keys in attention.
       pose_pairs: attention dimension pairs rotated by the camera pose (lssvwm/nn/rope.py); with
         it, every call takes the frames' `pose_angles [b, t, pose_pairs]`.
+      ssm_pose_pairs: pairs of the SSM's B and C turned by the same angles (Mamba2Mixer); 0 or
+        pose_pairs when both mixers turn (one set of angles per call).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class DiTBlock(nnx.Module):
         mamba: dict | None = None,
         qk_norm: bool = True,
         pose_pairs: int = 0,
+        ssm_pose_pairs: int = 0,
         dtype=None,
         param_dtype=jnp.float32,
     ):
@@ -105,7 +108,9 @@ class DiTBlock(nnx.Module):
         if use_ssm:
             resolve_block_size(self.grid_hw, ssm_block_size)  # clear error now, not at call time
         self.ssm = (
-            BlockwiseMamba2(width, ssm_block_size, **kw, **(mamba or {})) if use_ssm else None
+            BlockwiseMamba2(width, ssm_block_size, pose_pairs=ssm_pose_pairs, **kw, **(mamba or {}))
+            if use_ssm
+            else None
         )
         self.attention = (
             FrameLocalAttention(
@@ -153,7 +158,8 @@ class DiTBlock(nnx.Module):
             return layer_norm(x) * (1 + mods[3 * i + 1]) + mods[3 * i]
 
         if self.ssm is not None:
-            y, ssm_state = self.ssm(modulated(x, i), ssm_state)
+            angles = pose_angles if self.ssm.mixer.pose_pairs else None
+            y, ssm_state = self.ssm(modulated(x, i), ssm_state, pose_angles_BTN=angles)
             x = x + mods[3 * i + 2] * y
             i += 1
         if self.attention is not None:

@@ -27,6 +27,7 @@ from flax import nnx
 
 from lssvwm.nn.mamba2_fused import causal_conv_silu, gated_rms_norm, split_last
 from lssvwm.nn.partitioning import logical, param
+from lssvwm.nn.rope import apply_pose_rotation
 from lssvwm.ssm import ssd, ssd_step
 
 
@@ -102,6 +103,10 @@ class Mamba2Mixer(nnx.Module):
       dtype: compute dtype of projections and conv (None: float32). The scan accumulates in
         float32 and its state is float32 whatever this is.
       param_dtype: dtype of the projection and conv weights (A_log, dt_bias, D stay float32).
+      pose_pairs: pairs of B's and C's state dimensions rotated by the camera pose
+        (lssvwm/nn/rope.py; 0: none). B_s . C_t on them is then a function of the pose
+        difference, so the state is a memory addressed by where a token was seen -- what made
+        attention look places up. With it, every call takes `pose_angles [b, l, pose_pairs]`.
     """
 
     def __init__(
@@ -123,6 +128,7 @@ class Mamba2Mixer(nnx.Module):
         use_bias: bool = False,
         dtype=None,
         param_dtype=jnp.float32,
+        pose_pairs: int = 0,
         rngs: nnx.Rngs,
     ):
         d_inner = expand * d_model
@@ -135,6 +141,11 @@ class Mamba2Mixer(nnx.Module):
             raise ValueError(f"heads ({heads}) must be a multiple of n_groups ({n_groups})")
         if conv_kernel < 1:
             raise ValueError(f"conv_kernel must be >= 1, got {conv_kernel}")
+        if not 0 <= pose_pairs <= d_state // 2:
+            raise ValueError(
+                f"pose_pairs must be in [0, d_state / 2 = {d_state // 2}], got {pose_pairs}"
+            )
+        self.pose_pairs = pose_pairs
         self.d_model = d_model
         self.d_state = d_state
         self.head_dim = head_dim
@@ -225,6 +236,22 @@ class Mamba2Mixer(nnx.Module):
             C.reshape(*lead, self.n_groups, self.d_state),
         )
 
+    def _turn_by_pose(self, B_LGN, C_LGN, pose_angles_LN):
+        """B and C [..., l, g, n] with their last `pose_pairs` pairs rotated by the pose."""
+        if not self.pose_pairs:
+            return B_LGN, C_LGN
+        lead = B_LGN.shape[:-2]
+        expected = lead + (self.pose_pairs,)
+        if pose_angles_LN is None or tuple(pose_angles_LN.shape) != expected:
+            got = None if pose_angles_LN is None else tuple(pose_angles_LN.shape)
+            raise ValueError(
+                f"this SSM turns B and C by pose: needs pose_angles {expected}, got {got}"
+            )
+        # apply_pose_rotation works on [b, t, S, H, P]: here one "token" per position, G heads.
+        angles = pose_angles_LN.reshape(-1, 1, self.pose_pairs)
+        turn = lambda x: apply_pose_rotation(x.reshape(-1, 1, 1, *x.shape[-2:]), angles)
+        return turn(B_LGN).reshape(B_LGN.shape), turn(C_LGN).reshape(C_LGN.shape)
+
     def _ssm_inputs(self, dt_raw):
         dt = jax.nn.softplus(dt_raw.astype(jnp.float32) + self.dt_bias[...])
         A = -jnp.exp(self.A_log[...])
@@ -280,6 +307,7 @@ class Mamba2Mixer(nnx.Module):
         state: Mamba2State | None = None,
         *,
         reset: jax.Array | None = None,
+        pose_angles_BLN: jax.Array | None = None,
     ) -> tuple[jax.Array, Mamba2State]:
         """Runs a whole sequence.
 
@@ -287,6 +315,7 @@ class Mamba2Mixer(nnx.Module):
           u_BLD: [b, l, d_model] inputs.
           state: the state after the previous call (default: zero state).
           reset: optional [b, l] 0/1; 1 starts a new episode at that position (SSM and conv).
+          pose_angles_BLN: [b, l, pose_pairs] each position's pose angles (with `pose_pairs`).
 
         Returns:
           y [b, l, d_model] in the compute dtype and the state after the last position.
@@ -303,6 +332,7 @@ class Mamba2Mixer(nnx.Module):
         z, xBC, dt_raw = self._split_projection(self.in_proj(u_BLD))
         xBC, next_conv = self._causal_conv_silu(xBC, state.conv, reset)
         x_BLHP, B_BLGN, C_BLGN = self._split_conv_output(xBC)
+        B_BLGN, C_BLGN = self._turn_by_pose(B_BLGN, C_BLGN, pose_angles_BLN)
         dt_BLH, A_H = self._ssm_inputs(dt_raw)
         y_BLHP, next_ssm = ssd(
             x_BLHP,
@@ -325,8 +355,10 @@ class Mamba2Mixer(nnx.Module):
         state: Mamba2State,
         *,
         reset: jax.Array | None = None,
+        pose_angles_BN: jax.Array | None = None,
     ) -> tuple[jax.Array, Mamba2State]:
-        """Advances one token: u_BD [b, d_model], optional reset [b] -> (y [b, d_model], state)."""
+        """Advances one token: u_BD [b, d_model], optional reset [b], pose_angles_BN
+        [b, pose_pairs] -> (y [b, d_model], state)."""
         if u_BD.ndim != 2 or u_BD.shape[-1] != self.d_model:
             raise ValueError(f"input must be [b, {self.d_model}], got {u_BD.shape}")
         b = u_BD.shape[0]
@@ -342,6 +374,7 @@ class Mamba2Mixer(nnx.Module):
         w_KC = self.conv_weight[...].astype(xBC.dtype)
         xBC = jnp.einsum("bkc,kc->bc", window_BKC, w_KC) + self.conv_bias[...].astype(xBC.dtype)
         x_BHP, B_BGN, C_BGN = self._split_conv_output(jax.nn.silu(xBC))
+        B_BGN, C_BGN = self._turn_by_pose(B_BGN, C_BGN, pose_angles_BN)
         dt_BH, A_H = self._ssm_inputs(dt_raw)
         y_BHP, next_ssm = ssd_step(state.ssm, x_BHP, dt_BH, A_H, B_BGN, C_BGN, reset=reset)
         return self._gated_output(y_BHP, x_BHP, z), Mamba2State(next_ssm, window_BKC[:, 1:])

@@ -38,10 +38,12 @@ TINY = dict(
     num_actions=5,
 )
 # name: config changes. Each mixer once; the action modes, the chunked window and the pose
-# rotation of attention ride along.
+# rotation of attention (and of the SSM's B and C: lssvwm, mamba2) ride along.
 # Baselines use one layer (each layer is a compile's worth of graph); lssvwm two block sizes.
 VARIANTS = {
-    "lssvwm": dict(mixer="lssvwm", action_mode="pose_and_motion", pose_rope_frequencies=1),
+    "lssvwm": dict(
+        mixer="lssvwm", action_mode="pose_and_motion", pose_rope_frequencies=1, pose_rope_ssm=True
+    ),
     "lssvwm_chunked": dict(
         mixer="lssvwm",
         attention_window=4,
@@ -50,7 +52,9 @@ VARIANTS = {
         depth=1,
     ),
     "mamba2_fla": dict(mixer="mamba2_fla", action_mode="discrete", depth=1),
-    "mamba2": dict(mixer="mamba2", action_mode="pose", depth=1),
+    "mamba2": dict(
+        mixer="mamba2", action_mode="pose", depth=1, pose_rope_frequencies=1, pose_rope_ssm=True
+    ),
     "causal_window": dict(
         mixer="causal_window",
         attention_window=3,
@@ -237,6 +241,13 @@ def test_config_errors_are_clear():
         WorldModelConfig(**{**TINY, "patch_size": 3})
     config = WorldModelConfig.from_mapping({**TINY, "block_sizes": [[1, 2], "full"]})
     assert config.block_sizes == ((1, 2), "full") and hash(config)
+    posed = {**TINY, "action_mode": "pose", "pose_rope_ssm": True}
+    with pytest.raises(ValueError, match="pose_rope_ssm needs pose_rope_frequencies"):
+        WorldModelConfig(**posed)
+    with pytest.raises(ValueError, match="pose_rope_ssm needs .* an SSM"):
+        WorldModelConfig(**{**posed, "pose_rope_frequencies": 1, "mixer": "causal_full"})
+    with pytest.raises(ValueError, match="ssm_state=8 has 4"):  # 2 frequencies: 6 pairs
+        WorldModelConfig(**{**posed, "pose_rope_frequencies": 2, "mixer": "mamba2"})
 
 
 def test_bad_inputs_are_clear():

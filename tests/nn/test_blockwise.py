@@ -11,8 +11,10 @@ from flax import nnx
 from lssvwm.nn.blockwise import (
     BlockwiseMamba2,
     frame_reset_to_block_tokens,
+    frame_values_to_block_tokens,
     num_blocks,
     resolve_block_size,
+    tokens_to_block_sequences,
 )
 from tests.random_weights import random_split
 
@@ -126,3 +128,16 @@ def test_non_dividing_block_size_raises(inputs):
         abstract((1, 1))(x, reset=jnp.zeros((BATCH, FRAMES * 2)))
     with pytest.raises(ValueError, match=r"\[b, t, hp, wp, d\]"):
         abstract((1, 1))(x[0])
+
+
+def test_frame_values_follow_their_frames_into_block_order():
+    """A per-frame value (a pose angle) lands on exactly the tokens of its frame in every block."""
+    b, t, hp, wp, n = 2, 3, 4, 6, 5
+    values_BTN = jnp.arange(b * t * n, dtype=jnp.float32).reshape(b, t, n)
+    for block_hw in ((1, 1), (2, 3), (4, 6)):
+        bh, bw = block_hw
+        blocks = (hp // bh) * (wp // bw)
+        tokens = jnp.broadcast_to(values_BTN[:, :, None, None], (b, t, hp, wp, n))
+        expected = tokens_to_block_sequences(tokens, block_hw)
+        got = frame_values_to_block_tokens(values_BTN, blocks, bh * bw)
+        np.testing.assert_array_equal(got, expected)

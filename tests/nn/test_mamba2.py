@@ -191,3 +191,65 @@ def test_bad_inputs_raise_clear_errors(setup):
         Mamba2Mixer(10, head_dim=8, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="n_groups"):
         Mamba2Mixer(16, head_dim=8, n_groups=3, rngs=nnx.Rngs(0))
+
+
+# ---- B and C turned by the camera pose (pose_pairs) -----------------------------------------
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def full_posed(graphdef, params, u, state, angles):
+    return nnx.merge(graphdef, params)(u, state, pose_angles_BLN=angles)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def step_chain_posed(graphdef, params, u, state, angles):
+    mixer = nnx.merge(graphdef, params)
+
+    def body(state, inputs):
+        u_t, angles_t = inputs
+        y_t, state = mixer.step(u_t, state, pose_angles_BN=angles_t)
+        return state, y_t
+
+    inputs = (jnp.moveaxis(u, 1, 0), jnp.moveaxis(angles, 1, 0))
+    state, y = jax.lax.scan(body, state, inputs)
+    return jnp.moveaxis(y, 0, 1), state
+
+
+@pytest.fixture(scope="module")
+def posed():
+    graphdef, params = make_mixer(pose_pairs=3)  # 3 of B's and C's 4 pairs turn
+    u = jax.random.normal(jax.random.key(1), (BATCH, LENGTH, D_MODEL))
+    angles = jax.random.uniform(jax.random.key(3), (BATCH, LENGTH, 3), maxval=2 * np.pi)
+    zero = nnx.merge(graphdef, params).init_state(BATCH)
+    return graphdef, params, u, zero, angles
+
+
+def test_pose_turned_call_matches_its_step_chain(posed):
+    graphdef, params, u, zero, angles = posed
+    y_full, s_full = full_posed(graphdef, params, u, zero, angles)
+    y_step, s_step = step_chain_posed(graphdef, params, u, zero, angles)
+    np.testing.assert_allclose(y_full, y_step, rtol=1e-4, atol=1e-4)
+    assert_states_close(s_full, s_step, rtol=1e-4, atol=1e-4)
+
+
+def test_pose_turned_scan_sees_pose_differences_only(posed):
+    """From a zero state, y_t reads B_s . C_t = b_s R(theta_t - theta_s) c_t: a pose shift shared
+    by every position changes nothing, a different pose per position does."""
+    graphdef, params, u, zero, angles = posed
+    y, _ = full_posed(graphdef, params, u, zero, angles)
+    shifted, _ = full_posed(graphdef, params, u, zero, angles + jnp.array([0.7, -2.0, 1.3]))
+    np.testing.assert_allclose(shifted, y, rtol=1e-4, atol=1e-5)
+    other = jax.random.uniform(jax.random.key(4), angles.shape, maxval=2 * np.pi)
+    moved, _ = full_posed(graphdef, params, u, zero, other)
+    assert float(jnp.max(jnp.abs(moved - y))) > 1e-2
+
+
+def test_pose_turned_scan_needs_its_angles(posed):
+    graphdef, params, u, zero, angles = posed
+    mixer = nnx.merge(graphdef, params)
+    with pytest.raises(ValueError, match="needs pose_angles"):
+        mixer(u, zero)
+    with pytest.raises(ValueError, match="needs pose_angles"):
+        mixer(u, zero, pose_angles_BLN=angles[..., :2])
+    with pytest.raises(ValueError, match="pose_pairs must be in"):
+        make_mixer(pose_pairs=5)  # d_state 8 has 4 pairs
