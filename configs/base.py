@@ -81,6 +81,7 @@ def config(tiny: bool = False) -> ml_collections.ConfigDict:
             relative_pose_scale=0.5,
             pose_frequencies=0,  # Fourier octaves of the absolute pose (0: raw features)
             pose_rope_frequencies=0,  # attention pairs turned by the pose (0: none)
+            pose_rope_ssm=False,  # the SSM's B and C pairs turned by the same angles too
             frequency_dim=32 if tiny else 128,
             noise_level_scale=1000.0,
             dtype="float32",
