@@ -112,7 +112,7 @@ def spectrum(workdir: str, windows: int, length: int, split: str = "test") -> di
     ]
     all_half = np.concatenate([layer["half_life_frames"] for layer in layers])
     return dict(
-        workdir=str(workdir),
+        run=pathlib.Path(workdir).name,  # the run's name, not this machine's path
         checkpoint_step=run.step,
         mixer=config.mixer,
         attention_window=config.attention_window,
