@@ -179,6 +179,25 @@ def load_results(probes_dir: pathlib.Path) -> dict:
     return results
 
 
+def training_seconds(metrics_path: pathlib.Path) -> float | None:
+    """Seconds spent in training steps, from the logged step rates of metrics.jsonl: right
+    across resumptions, which eval_final.json's `wall_seconds_this_run` is not (steps logged
+    twice -- after a resume from an older checkpoint -- count once, at their last rate). Step
+    time only: evaluations and checkpoints are left out."""
+    if not metrics_path.exists():
+        return None
+    rates = {}
+    for line in metrics_path.read_text().splitlines():
+        row = json.loads(line)
+        if row.get("steps_per_sec"):
+            rates[row["step"]] = row["steps_per_sec"]
+    seconds, previous = 0.0, 0
+    for step in sorted(rates):
+        seconds += (step - previous) / rates[step]
+        previous = step
+    return seconds
+
+
 def paired_entries(results: dict) -> list[dict]:
     from lssvwm.evaluation.compare import paired_difference
 
@@ -230,9 +249,10 @@ def markdown(record: dict, results: dict) -> str:
         f"    {record['command']}",
         "",
         f"Commit {record['commit'][:10]}, {record['machine']}, {record['episodes']} test episodes "
-        f"per probe; wall time summed over the runs' own records: training "
-        f"{record['train_minutes']} min, probes {record['probe_minutes']} min; this command "
-        f"{record['wall_minutes']} min.",
+        f"per probe; wall time summed over the runs' own records: training steps "
+        f"{record['train_minutes']} min (from the logged step rates, across resumptions; models "
+        f"trained two or three at a time share the 2 cores), probes {record['probe_minutes']} "
+        f"min; this command {record['wall_minutes']} min.",
         "",
         "## Retrieval and reasoning (paper layout)",
         "",
@@ -242,9 +262,9 @@ def markdown(record: dict, results: dict) -> str:
         "view was last seen 17-64 frames ago (beyond the sliding-window control's W = 16 and "
         "LSSVWM's k = 4, inside the 64-frame training window).",
         "",
-        "| model | params | steps | teacher-forced next frame | retrieval rollout | SSIM "
-        "| reasoning rollout | SSIM | blind, beyond W | truth, beyond W |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | params | steps | training min | teacher-forced next frame | retrieval rollout "
+        "| SSIM | reasoning rollout | SSIM | blind, beyond W | truth, beyond W |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     beyond = BINS["beyond_W"]
     for name in names:
@@ -266,7 +286,10 @@ def markdown(record: dict, results: dict) -> str:
             return _cell(entry["psnr"], entry["psnr_ci"]) if entry and entry["num_frames"] else "-"
 
         step = str(trained.get("step", "-"))
-        cells = [name, params, step, teacher, *whole(rollout), *whole(reasoning)]
+        minutes = (
+            _cell(trained["wall_seconds"] / 60, digits=0) if trained.get("wall_seconds") else "-"
+        )
+        cells = [name, params, step, minutes, teacher, *whole(rollout), *whole(reasoning)]
         cells += [far(blind), far(truth)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
@@ -348,7 +371,7 @@ def table(args, all_probes: list[Probe], begin: float) -> dict:
             figures = json.loads(final.read_text())
             keys = ("step", "num_params", "tf_next_frame_psnr", "copy_last_frame_psnr", "val_loss")
             training[model] = {key: figures.get(key) for key in keys}
-            training[model]["wall_seconds"] = figures.get("wall_seconds_this_run")
+            training[model]["wall_seconds"] = training_seconds(args.runs / model / "metrics.jsonl")
     train_seconds = sum(t["wall_seconds"] or 0.0 for t in training.values())
     probe_seconds = sum(r.get("wall_seconds", 0.0) for r in results.values())
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)

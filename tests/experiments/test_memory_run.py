@@ -117,3 +117,17 @@ def test_memory_world_members_differ_where_the_family_says():
 
     assert blocks("lssvwm") == ("full", (1, 1))  # a 2x2 block is the whole 2x2 token grid
     assert blocks("lssvwm_1x1") == ((1, 1),)  # per-position scans in every layer
+
+
+def test_training_time_counts_resumed_steps_once(tmp_path):
+    rows = [  # 100 steps at 10/s, killed; resumed from step 50 and relogged at 5/s
+        {"step": 50, "steps_per_sec": 10.0},
+        {"step": 100, "steps_per_sec": 10.0},
+        {"step": 100, "steps_per_sec": 5.0},
+        {"step": 150, "steps_per_sec": 5.0},
+        {"step": 150, "loss": 0.1},  # an evaluation row: no rate
+    ]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert run.training_seconds(path) == pytest.approx(5.0 + 10.0 + 10.0)
+    assert run.training_seconds(tmp_path / "missing.jsonl") is None
