@@ -192,6 +192,35 @@ def _preset(name: str, description: str, **overrides: Any) -> tfds_common.Episod
     return tfds_common.EpisodeBuilderConfig(name=name, description=description, params=params)
 
 
+_SMALL = dict(
+    height=32,
+    width=32,
+    maze_rows=5,
+    maze_cols=5,
+    num_colors=8,
+    num_landmarks=3,
+    episode_length=512,
+    train_episodes=64,
+    test_episodes=8,
+    reasoning_episodes=8,
+    reasoning_context=192,
+    reasoning_horizon=64,
+    episodes_per_shard=8,
+)
+_QUICKSTART = dict(_SMALL, steps_per_block=2, turns_per_circle=12)
+_QUICKSTART_TINY = dict(
+    _QUICKSTART,
+    height=16,
+    width=16,
+    episode_length=64,
+    segment_length=32,
+    train_episodes=2,
+    test_episodes=2,
+    reasoning_episodes=0,
+    episodes_per_shard=2,
+)
+
+
 class Maze3d(tfds_common.EpisodeDatasetBuilder):
     """Procedural first-person maze episodes with exact depth, pose and intrinsics.
 
@@ -209,19 +238,19 @@ class Maze3d(tfds_common.EpisodeDatasetBuilder):
         _preset(
             "small",
             "32x32 frames, 5x5-cell mazes, 8 colours, 512-frame episodes (CPU quickstart).",
-            height=32,
-            width=32,
-            maze_rows=5,
-            maze_cols=5,
-            num_colors=8,
-            num_landmarks=3,
-            episode_length=512,
-            train_episodes=64,
-            test_episodes=8,
-            reasoning_episodes=8,
-            reasoning_context=192,
-            reasoning_horizon=64,
-            episodes_per_shard=8,
+            **_SMALL,
+        ),
+        # The data of configs/quickstart.py (configs/base.py) and the maze3d family, named so
+        # that it lives under maze3d/quickstart rather than a hash (tests/data check the match).
+        _preset(
+            "quickstart",
+            "small with twice the motion per frame (half-metre steps, 30-degree turns).",
+            **_QUICKSTART,
+        ),
+        _preset(
+            "quickstart_tiny",
+            "quickstart shrunk for smoke runs: 16x16 frames, 2 + 2 episodes of 64 frames.",
+            **_QUICKSTART_TINY,
         ),
     ]
     DEFAULT_CONFIG_NAME = "default"

@@ -15,8 +15,10 @@ and gets:
   * features made only of `tfds.features.Tensor` (bytes-encoded, so writing a 64-frame segment
     costs ~1 ms instead of ~150 ms for float lists), stored as `array_record`: building and
     reading need no TensorFlow (the `Image`/`Video` features would import it);
-  * `download_and_prepare()` that generates episodes in a multiprocessing pool, one array_record
-    shard per group of `episodes_per_shard` episodes, written atomically into a staging folder
+  * `download_and_prepare()` that generates episodes in a multiprocessing pool (run in a child
+    process, `lssvwm.data.shard_writer`, unless the caller is one of lssvwm's command lines, so
+    that it works from any script or notebook), one array_record shard per group of
+    `episodes_per_shard` episodes, written atomically into a staging folder
     (`<data_dir>/_lssvwm_partial/<name>/<config>/<version>/`) so that an interrupted build resumes
     with the shards already written, with a progress bar counting frames;
   * an episode index (`episode_index.json` beside the shards) that the grain pipelines use to
@@ -46,6 +48,7 @@ import multiprocessing
 import os
 import queue as queue_lib
 import shutil
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent import futures
@@ -217,21 +220,50 @@ def _run_tasks(
     start_method: str,
     progress,
 ) -> None:
-    """Runs shard tasks in-process (num_workers == 0) or in a pool, updating `progress`."""
+    """Runs shard tasks in-process (num_workers == 0) or in a pool, updating `progress`.
+
+    A "spawn" or "forkserver" pool re-imports the caller's `__main__` in every worker; a script
+    that builds at top level (no `if __name__ == "__main__":` guard) would then build again in
+    each worker and the pool breaks. So the pool runs in this process only where `__main__` is
+    known to be safe (one of lssvwm's own command lines, or "fork", which re-imports nothing);
+    anywhere else -- a user's script, a notebook, pytest -- it runs in a child process started
+    as `python -m lssvwm.data.shard_writer`, whose own `__main__` is guarded. That child reports
+    progress and re-raises a worker's exception here, so the caller sees the same behaviour.
+    """
     if not tasks:
         return
     if num_workers == 0:
-        global _PROGRESS_QUEUE
-        local_queue: queue_lib.SimpleQueue = queue_lib.SimpleQueue()
-        _PROGRESS_QUEUE = local_queue
-        try:
-            for task in tasks:
-                _write_shard(task)
-                while not local_queue.empty():
-                    progress.update(local_queue.get())
-        finally:
-            _PROGRESS_QUEUE = None
-        return
+        _run_in_this_process(tasks, progress)
+    elif start_method == "fork" or _main_is_ours():
+        _run_pool(tasks, num_workers, start_method, progress)
+    else:
+        from lssvwm.data import shard_writer  # imports nothing heavy
+
+        shard_writer.run_in_child_process(tasks, num_workers, start_method, progress)
+
+
+def _main_is_ours() -> bool:
+    """Whether `__main__` is an lssvwm module: its command lines guard their `main()`."""
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None) or ""
+    return name.startswith("lssvwm.")
+
+
+def _run_in_this_process(tasks: Sequence[_ShardTask], progress) -> None:
+    global _PROGRESS_QUEUE
+    local_queue: queue_lib.SimpleQueue = queue_lib.SimpleQueue()
+    _PROGRESS_QUEUE = local_queue
+    try:
+        for task in tasks:
+            _write_shard(task)
+            while not local_queue.empty():
+                progress.update(local_queue.get())
+    finally:
+        _PROGRESS_QUEUE = None
+
+
+def _run_pool(tasks: Sequence[_ShardTask], num_workers: int, start_method: str, progress) -> None:
+    """Runs shard tasks in a process pool of this process (see `_run_tasks` for when)."""
     # A ProcessPoolExecutor (unlike multiprocessing.Pool) fails fast with BrokenProcessPool
     # when a worker dies, instead of replacing it forever.
     context = multiprocessing.get_context(start_method)
@@ -271,7 +303,9 @@ class EpisodeDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=T
     Constructor keywords beside TFDS's (`data_dir`, `config`, `version`):
       num_workers: processes generating shards (default: all CPUs; 0 = in this process).
       start_method: multiprocessing start method for the pool ("spawn" is safe when JAX or
-        other threads run in the parent; "fork" starts faster).
+        other threads run in the parent; "fork" starts faster). With "spawn" or "forkserver"
+        the pool runs in a child process unless `__main__` is an lssvwm command line
+        (`_run_tasks`), so a caller's unguarded script is never re-imported.
     """
 
     VERSION = tfds.core.Version("1.0.0")
