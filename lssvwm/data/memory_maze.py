@@ -4,7 +4,7 @@ Episodes are recorded from DeepMind's Memory Maze (MuJoCo, off-screen on the CPU
 `lssvwm.data.memory_maze_env` with the exploring policy of `lssvwm.data.memory_maze_policy`,
 and stored by the shared episode layer (`lssvwm.data.tfds_common`): fixed-length segment records
 in `array_record` files, built in parallel processes, resumable, with a progress bar. Needs the
-optional extra `pip install 'lssvwm[memory_maze]'` to *build*; reading needs only TFDS.
+optional extra `pip install 'lssvwm[memory-maze]'` to *build*; reading needs only TFDS.
 
     builder = MemoryMaze(config="tiny", data_dir=DIR)       # or MemoryMaze.from_config(data)
     builder.download_and_prepare()

@@ -1,6 +1,6 @@
 """Episodes recorded from DeepMind's Memory Maze (MuJoCo), with depth, camera pose and intrinsics.
 
-Needs the optional extra: `pip install 'lssvwm[memory_maze]'` (memory-maze, gym, dm-control,
+Needs the optional extra: `pip install 'lssvwm[memory-maze]'` (memory-maze, gym, dm-control,
 mujoco 3.x). MuJoCo renders off-screen on the CPU through OSMesa (Debian: `libosmesa6`):
 `MUJOCO_GL` defaults to `osmesa` here unless already set (`egl` works too where Mesa or a GPU
 driver provides it).
@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import traceback
 import types
 from collections.abc import Callable
 from typing import Any
@@ -54,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from lssvwm.data.memory_maze_policy import NOOP, ExplorerConfig, ExplorerPolicy
+from lssvwm.errors import LssvwmError
 
 MAZE_SIZES = (9, 11, 13, 15)
 CAMERA_NAME = "walker/egocentric"
@@ -159,16 +161,48 @@ def depth_with_sky_as_inf(depth_HW: np.ndarray, far_plane: float) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
+class RenderingBackendError(LssvwmError, RuntimeError):
+    """MuJoCo's off-screen rendering backend (`MUJOCO_GL`) did not load."""
+
+
+# Packages of the extra: a missing one is an install problem, not a missing GL library.
+_EXTRA_MODULES = ("memory_maze", "dm_control", "mujoco", "gym", "labmaze", "OpenGL")
+
+
 def _import_memory_maze() -> types.ModuleType:
     os.environ.setdefault("MUJOCO_GL", "osmesa")
     try:
         from memory_maze import tasks
-    except ImportError as error:
+    except Exception as error:
+        if _is_missing_gl_library(error):
+            backend = os.environ["MUJOCO_GL"]
+            raise RenderingBackendError(
+                f"Memory Maze cannot render off-screen: MUJOCO_GL={backend} did not load "
+                f"({type(error).__name__}: {error}); install OSMesa (Debian/Ubuntu: apt-get "
+                "install libosmesa6) or set MUJOCO_GL=egl where EGL is available"
+            ) from error
+        if not isinstance(error, ImportError):
+            raise
         raise ImportError(
-            "Memory Maze recording needs the optional extra: pip install 'lssvwm[memory_maze]' "
+            "Memory Maze recording needs the optional extra: pip install 'lssvwm[memory-maze]' "
             f"(memory-maze, gym, dm-control, mujoco 3.x); import failed with: {error}"
         ) from error
     return tasks
+
+
+def _is_missing_gl_library(error: BaseException) -> bool:
+    """Whether importing Memory Maze failed in the OpenGL layer: PyOpenGL without the library
+    of its platform (MUJOCO_GL=osmesa without libOSMesa: "'NoneType' object has no attribute
+    'glGetError'"), or dm_control's renderer failing to start its backend."""
+    if isinstance(error, ModuleNotFoundError) and (error.name or "").split(".")[0] in (
+        _EXTRA_MODULES
+    ):
+        return False
+    in_gl_layer = any(
+        f"{os.sep}OpenGL{os.sep}" in frame.filename or f"{os.sep}_render{os.sep}" in frame.filename
+        for frame in traceback.extract_tb(error.__traceback__)
+    )
+    return in_gl_layer or any(name in str(error) for name in ("glGetError", "OSMesa", "EGL"))
 
 
 def _composer_environment(env: Any) -> Any:

@@ -26,7 +26,7 @@ from lssvwm.data.memory_maze import DEFAULT_PARAMS, MemoryMaze, MemoryMazeConfig
 HAVE_MEMORY_MAZE = all(importlib.util.find_spec(m) for m in ("memory_maze", "mujoco", "gym"))
 needs_memory_maze = pytest.mark.skipif(
     not HAVE_MEMORY_MAZE,
-    reason="needs the optional extra: pip install 'lssvwm[memory_maze]' "
+    reason="needs the optional extra: pip install 'lssvwm[memory-maze]' "
     "(memory-maze, gym, dm-control, mujoco 3.x) and OSMesa or EGL for off-screen rendering",
 )
 
