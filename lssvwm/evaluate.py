@@ -9,7 +9,8 @@ r"""Scores a trained world model on the retrieval or reasoning task (absl app).
 Retrieval: a context of N frames, then the path walked backwards (ground truth: the reversed
 context). Reasoning: a context, then the episode's next frames through places seen before
 (`lssvwm.data.eval_tasks`). Over `--num_episodes` episodes (default 32, the least for the
-bootstrap intervals; fewer is allowed for smoke runs and noted in the JSON) of the run's
+bootstrap intervals; a split with fewer, as the quickstart's 8 test episodes, is evaluated whole
+with a warning; fewer on request is allowed for smoke runs and noted in the JSON) of the run's
 dataset, in batches, seeded. Writes OUT.json (task, context, horizon, psnr, ssim,
 psnr_by_distance, num_episodes, checkpoint_step, and more: `lssvwm.evaluation.report`),
 OUT.png (PSNR by frames since the view was last seen, and by frame, beside copying the last
@@ -49,7 +50,11 @@ _OUTPUT = flags.DEFINE_string(
     "output", None, "Result JSON (default: WORKDIR/evaluation/TASK.json); with --compare: .md"
 )
 _NUM_EPISODES = flags.DEFINE_integer(
-    "num_episodes", tasks.MIN_EPISODES_FOR_CI, "Episodes.", lower_bound=1
+    "num_episodes",
+    None,
+    f"Episodes (default: {tasks.MIN_EPISODES_FOR_CI}, or all the split has when it has fewer, "
+    "with a warning; a number the split cannot give is an error).",
+    lower_bound=1,
 )
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Episodes generated together.", lower_bound=1)
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling and bootstrap seed.")
@@ -134,7 +139,7 @@ def main(argv):
         reset=_RESET.value,
         history=_HISTORY.value,
     )
-    if options.num_episodes < tasks.MIN_EPISODES_FOR_CI:
+    if options.num_episodes is not None and options.num_episodes < tasks.MIN_EPISODES_FOR_CI:
         logging.warning(
             "%d episodes: bootstrap intervals need >= %d to mean much (smoke run?)",
             options.num_episodes,

@@ -2,7 +2,7 @@ r"""Rolls a trained world model out for N frames (absl app).
 
     python -m lssvwm.rollout --workdir=/tmp/qs --frames=1000 --output_dir=/tmp/qs/rollout
     python -m lssvwm.rollout --workdir=DIR --frames=500 --output_dir=OUT --context=1 \
-        --episode=3 --reset_every=128
+        --episode=3 --reset=every:128
     python -m lssvwm.rollout --workdir=DIR --poses=path.npy --output_dir=OUT     # pose models
     python -m lssvwm.rollout --workdir=DIR --actions=path.json --output_dir=OUT  # discrete
 
@@ -39,9 +39,15 @@ _EPISODE = flags.DEFINE_integer("episode", 0, "Episode of the split (0-based).",
 _START = flags.DEFINE_integer("start", 0, "First context frame within the episode.", lower_bound=0)
 _POSES = flags.DEFINE_string("poses", None, "Poses [N, 3] (.npy/.npz/.json) to drive along.")
 _ACTIONS = flags.DEFINE_string("actions", None, "Discrete actions [N] (.npy/.npz/.json).")
-_RESET_EVERY = flags.DEFINE_string(
-    "reset_every", "never", "Reset policy: 'never', or N / 'every:N' generated frames."
+_RESET = flags.DEFINE_string(
+    "reset",
+    "never",
+    "Reset policy, as evaluate's --reset: 'never', 'every:N' (all state), 'every:N:ssm' "
+    "(long-term memory only: SSM state or spatial store) or 'at:F1,F2[:ssm]' (before those "
+    "generated frames).",
 )
+# The first spelling, kept so that older scripts still run; --reset is the one to use.
+_RESET_EVERY = flags.DEFINE_string("reset_every", None, "Old spelling of --reset.")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).", lower_bound=0)
 _WEIGHTS = flags.DEFINE_enum("weights", "ema", loading.WEIGHTS, "EMA or raw parameters.")
@@ -61,6 +67,7 @@ def _check_path_file(path: str) -> None:
 
 # Checked when the flags are parsed: a bad value is one line before anything loads or compiles.
 flags.register_validator("fps", lambda fps: fps > 0, message="--fps must be > 0")
+cli.register_check("reset", reset.reset_policy_from_flag)
 cli.register_check("reset_every", reset.reset_policy_from_flag)
 cli.register_check("data", loading.parse_data_overrides)
 cli.register_check("data_dir", lambda path: cli.check_can_write(path, directory=True))
@@ -71,6 +78,11 @@ flags.register_multi_flags_validator(
     ["poses", "actions"],
     lambda given: not (given["poses"] and given["actions"]),
     message="pass either --poses or --actions, not both",
+)
+flags.register_validator(
+    "reset_every",
+    lambda value: value is None or not flags.FLAGS["reset"].present,
+    message="pass --reset only (--reset_every is its old spelling), not both",
 )
 
 
@@ -109,7 +121,9 @@ def main(argv):
         poses=poses,
         actions=actions,
         path_source=path_source,
-        reset_policy=reset.reset_policy_from_flag(_RESET_EVERY.value),
+        reset_policy=reset.reset_policy_from_flag(
+            _RESET.value if _RESET_EVERY.value is None else _RESET_EVERY.value
+        ),
         seed=_SEED.value,
         data_dir=_DATA_DIR.value,
         data_overrides=tuple(_DATA.value),

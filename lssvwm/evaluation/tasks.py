@@ -1,6 +1,6 @@
 """Scoring a run on the retrieval or reasoning task over a set of evaluation episodes.
 
-    options = TaskOptions(task="retrieval", num_episodes=32)
+    options = TaskOptions(task="retrieval")  # num_episodes: 32, or all there are if fewer
     scores  = score_task(run, options)       # per episode and frame: PSNR, SSIM, distance, ...
     summary = summarize(scores, run)         # the evaluate JSON (lssvwm.evaluation.report)
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import time
 
 import jax
@@ -47,7 +48,9 @@ class TaskOptions:
     context: int | None = None  # None: default_lengths
     horizon: int | None = None
     split: str | None = None  # None: TASK_SPLITS[task]
-    num_episodes: int = MIN_EPISODES_FOR_CI
+    # None: MIN_EPISODES_FOR_CI, or every episode of a split that has fewer (with a warning);
+    # a number asks for exactly that many (a split with fewer is an error).
+    num_episodes: int | None = None
     batch_size: int = 8
     seed: int = 0
     data_dir: str | None = None
@@ -143,9 +146,10 @@ def _batch_progress(progress, done_before: int, episodes: int, frames: int, seco
 def score_task(run: loading.LoadedRun, options: TaskOptions, *, log=print) -> TaskScores:
     """Generates and scores `options.num_episodes` episodes (module docstring)."""
     started = time.perf_counter()
+    num_episodes = options.num_episodes
     if options.task not in eval_tasks.TASKS:
         raise ValueError(f"unknown task {options.task!r}; known: {sorted(eval_tasks.TASKS)}")
-    if options.batch_size < 1 or options.num_episodes < 1:
+    if options.batch_size < 1 or (num_episodes is not None and num_episodes < 1):
         raise ValueError("batch_size and num_episodes must be >= 1")
     for name in ("context", "horizon"):  # None: the default; 0 is a mistake, not "default"
         value = getattr(options, name)
@@ -155,11 +159,24 @@ def score_task(run: loading.LoadedRun, options: TaskOptions, *, log=print) -> Ta
     split = options.split or TASK_SPLITS[options.task]
     source, present = loading.open_episodes(data, split, _FIELDS)
     available = source.index.num_episodes
-    if available < options.num_episodes:
+    if num_episodes is None:  # the default fits any run's data: what there is, up to 32
+        num_episodes = min(MIN_EPISODES_FOR_CI, available)
+        if available < MIN_EPISODES_FOR_CI:
+            logging.warning(
+                "split %r has %d episodes: evaluating all of them (the default is %d; for "
+                "confidence intervals that mean something, generate more held-out episodes, "
+                "maze3d: --data=maze3d.%s_episodes=%d)",
+                split,
+                available,
+                MIN_EPISODES_FOR_CI,
+                split,
+                MIN_EPISODES_FOR_CI,
+            )
+    elif available < num_episodes:  # asked for explicitly: not silently fewer
         raise ValueError(
             f"split {split!r} has {available} episodes, fewer than --num_episodes="
-            f"{options.num_episodes}: evaluate on --num_episodes={available}, or generate more "
-            f"held-out episodes (maze3d: --data=maze3d.{split}_episodes={options.num_episodes})"
+            f"{num_episodes}: evaluate on --num_episodes={available}, or generate more "
+            f"held-out episodes (maze3d: --data=maze3d.{split}_episodes={num_episodes})"
         )
     episode_length = int(source.index.episode_frames().min())
     context, horizon = default_lengths(options.task, data, episode_length)
@@ -192,7 +209,7 @@ def score_task(run: loading.LoadedRun, options: TaskOptions, *, log=print) -> Ta
     if options.history not in HISTORIES:
         raise ValueError(f"unknown history {options.history!r}; known: {HISTORIES}")
     log(
-        f"{options.task}: {options.num_episodes} episodes of {data.dataset}/{split}, context "
+        f"{options.task}: {num_episodes} episodes of {data.dataset}/{split}, context "
         f"{context}, horizon {horizon}, batches of {options.batch_size}, history "
         f"{options.history}"
     )
@@ -203,13 +220,13 @@ def score_task(run: loading.LoadedRun, options: TaskOptions, *, log=print) -> Ta
         options.task,
         context,
         horizon,
-        max_episodes=options.num_episodes,
+        max_episodes=num_episodes,
         inverse_action=inverse,
     )
     collected: dict[str, list] = {}
     distance_method, unit_seconds = "", []
     reset_policy = reset.reset_policy_from_flag(options.reset)
-    progress = FrameProgress(options.num_episodes * horizon, log=log, what=f"{options.task} ")
+    progress = FrameProgress(num_episodes * horizon, log=log, what=f"{options.task} ")
     done = 0
     for index, batch in enumerate(_batched(tasks, options.batch_size)):
         real = len(batch)

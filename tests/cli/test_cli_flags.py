@@ -79,7 +79,9 @@ ROLLOUT = [
     ("--step=-2", "flag --step=-2: -2 is not a non-negative integer"),
     ("--sampler_steps=0", "flag --sampler_steps=0: 0 is not a positive integer"),
     ("--fps=0", "--fps must be > 0"),
+    ("--reset=often", "unknown reset policy 'often'"),
     ("--reset_every=often", "unknown reset policy 'often'"),
+    ("--reset=every:4 --reset_every=8", "pass --reset only (--reset_every is its old spelling)"),
     ("--poses=/nonexistent/path.npy", "/nonexistent/path.npy is not a file"),
     ("--output_dir=/dev/null/rollout", "/dev/null is not a directory"),
     ("--data_dir=/dev/null/tfds", "/dev/null/tfds cannot be made: /dev/null is not a directory"),
@@ -91,9 +93,19 @@ def test_rollout_rejects_bad_flag_values(
     monkeypatch, capsys, tmp_path, no_checkpoints, flag, message
 ):
     args = [f"--workdir={no_checkpoints}", f"--output_dir={tmp_path / 'out'}", "--frames=8"]
-    line = one_line("lssvwm.rollout", *args, flag, monkeypatch=monkeypatch, capsys=capsys)
+    line = one_line("lssvwm.rollout", *args, *flag.split(), monkeypatch=monkeypatch, capsys=capsys)
     assert message in line, line
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flag", ["--reset=every:4", "--reset=every:4:ssm", "--reset_every=4"])
+def test_rollout_takes_the_reset_spelling_of_evaluate(
+    monkeypatch, capsys, tmp_path, no_checkpoints, flag
+):
+    # The flags parse (the README's spelling, and the old one): the error is the missing checkpoint.
+    args = [f"--workdir={no_checkpoints}", f"--output_dir={tmp_path / 'out'}", "--frames=8", flag]
+    line = one_line("lssvwm.rollout", *args, monkeypatch=monkeypatch, capsys=capsys)
+    assert line.endswith("checkpoints does not exist: the run has no checkpoint yet"), line
 
 
 def test_rollout_needs_frames_or_a_path_and_not_both_paths(monkeypatch, capsys, tmp_path):

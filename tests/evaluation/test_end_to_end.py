@@ -1,7 +1,9 @@
 """Rollout and evaluation end to end on a tiny run directory: output contracts, retrieval
 ground truth, and (slow) both command lines."""
 
+import dataclasses
 import json
+import logging
 import pathlib
 import subprocess
 import sys
@@ -193,9 +195,20 @@ def test_compare_names_the_reset_policy_and_shows_bin_intervals():
     assert compare._bin_cell(entry) == "12.35 (11.00–13.50) [10.00]"
 
 
-def test_too_few_episodes_is_a_clear_error(run):
+def test_the_default_evaluates_the_episodes_there_are_and_too_many_is_an_error(
+    run, retrieval, caplog
+):
+    # The default (32) fits any run: the split's 3 episodes, with a warning, as if asked for 3.
+    default = tasks.TaskOptions(task="retrieval", context=24, horizon=16, batch_size=1)
+    with caplog.at_level(logging.WARNING):
+        scores = tasks.score_task(run, default, log=lambda *_: None)
+    assert "split 'test' has 3 episodes: evaluating all of them" in caplog.text
+    np.testing.assert_array_equal(scores.episode_ids, retrieval.episode_ids)
+    np.testing.assert_array_equal(scores.copy_psnr, retrieval.copy_psnr)
+    # A number asked for explicitly is never quietly cut.
+    asked = dataclasses.replace(default, num_episodes=32)
     with pytest.raises(ValueError, match="has 3 episodes, fewer than --num_episodes=32"):
-        tasks.score_task(run, tasks.TaskOptions(task="retrieval"), log=lambda *_: None)
+        tasks.score_task(run, asked, log=lambda *_: None)
 
 
 @pytest.mark.slow
