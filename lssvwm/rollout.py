@@ -12,7 +12,8 @@ Loads the newest checkpoint of DIR (EMA weights; `--step`, `--weights=params`), 
 frames one unit at a time, along the episode's path (walked back and forth where it ends) or
 the given poses/actions. Writes OUT/rollout.json (per-frame seconds, cache bytes, peak memory,
 model, checkpoint step; see `lssvwm.evaluation.rollouts`) and OUT/rollout.mp4 (or .gif): the
-generated frames beside the ground truth.
+generated frames beside the ground truth; with `--save_frames` also OUT/frames.npy, the generated
+frames exactly (a recorded `lssvwm.play` session replays to the same ones).
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "Datasets directory (default: 
 _DATA = flags.DEFINE_multi_string("data", [], "Data config override KEY=VALUE (repeatable).")
 _VIDEO_FORMAT = flags.DEFINE_enum("video_format", "auto", ("auto", "gif", "mp4"), "Video type.")
 _FPS = flags.DEFINE_float("fps", 16.0, "Video frames per second.")
+_SAVE_FRAMES = flags.DEFINE_bool(
+    "save_frames", False, "Also write OUT/frames.npy: the generated frames, uint8 [N, H, W, 3]."
+)
 
 
 def _check_path_file(path: str) -> None:
@@ -129,6 +133,7 @@ def main(argv):
         data_overrides=tuple(_DATA.value),
         video_format=_VIDEO_FORMAT.value,
         fps=_FPS.value,
+        save_frames=_SAVE_FRAMES.value,
     )
     run_rollout(run, options, log=logging.info)
 

@@ -15,6 +15,8 @@ given `poses`/`actions` array. Generation is `lssvwm.evaluation.streaming.stream
                  near frames 10, 100, 1000, ..., the path, the reset policy and -- where ground
                  truth exists -- PSNR per frame against it and for copying the last context frame
   rollout.mp4|gif  generated frames beside the truth (grey where there is none)
+  frames.npy       with `save_frames`: the generated frames, uint8 [N, H, W, 3] (exact, where
+                   the video is lossy: e.g. to check that a recorded play-through replays)
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class RolloutOptions:
     fps: float = 16.0
     scale: int = 4
     video_context_frames: int = 16  # context frames shown before the generated ones
+    save_frames: bool = False  # also write frames.npy (module docstring)
 
 
 def peak_memory_bytes() -> dict:
@@ -269,6 +272,9 @@ def run_rollout(run: loading.LoadedRun, options: RolloutOptions, *, log=print) -
             movie, output_dir / "rollout", fps=options.fps, video_format=options.video_format
         )
     )
+    if options.save_frames:
+        np.save(output_dir / "frames.npy", generated)
+        record["frames_file"] = str(output_dir / "frames.npy")
     record["wall_seconds"] = round(time.perf_counter() - started, 2)
     (output_dir / "rollout.json").write_text(json.dumps(record, indent=2) + "\n")
     near = ", ".join(
