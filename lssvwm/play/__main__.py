@@ -124,7 +124,7 @@ def main(argv):
     host, port = listening.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
     print(f"play: open http://{shown_host}:{port}/  (Ctrl-C stops)", flush=True)
-    config = uvicorn.Config(create_app(player), log_level="warning", ws="websockets")
+    config = uvicorn.Config(create_app(player), log_level="warning", ws="websockets-sansio")
     uvicorn.Server(config).run(sockets=[listening])
 
 
