@@ -18,8 +18,9 @@ resumed run continues the curriculum exactly; the clean prefix is a fraction of 
 own window.
 """
 
-from configs import base, common, maze3d_family
 from lssvwm.training import curriculum, state_carrying
+
+from . import base, common, maze3d_family
 
 SCHEDULES = ("none", "stages", "linear")
 VARIANTS = (

@@ -23,8 +23,9 @@ Options: `mixer=causal_window` (or any maze3d mixer that can carry: not causal_f
 other fields are overridable as usual, e.g. `--config.state.reset_every=8`.
 """
 
-from configs import base, common, maze3d_family
 from lssvwm.training import curriculum, state_carrying
+
+from . import base, common, maze3d_family
 
 POLICIES = {
     "plain": dict(),

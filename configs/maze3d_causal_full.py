@@ -6,7 +6,7 @@ else equal.
 python -m lssvwm.train --config=configs/maze3d_causal_full.py --workdir=/tmp/maze3d_causal_full
 """
 
-from configs import maze3d_family
+from . import maze3d_family
 
 
 def get_config(arg=None):

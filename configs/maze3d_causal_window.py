@@ -10,7 +10,7 @@ window: LSSVWM without its SSM branch, at matched parameters (`--config.model.de
 matched layers instead, as the runs of experiments/state_carrying).
 """
 
-from configs import common, maze3d_family
+from . import common, maze3d_family
 
 
 def get_config(arg=None):

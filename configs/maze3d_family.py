@@ -27,7 +27,7 @@ to the memory regime on a laptop. Override `model.patch_size=4` on an accelerato
 
 import ml_collections
 
-from configs import base
+from . import base
 
 LOCAL_WINDOW = 4  # k: frames the frame-local attention of LSSVWM (and Mamba2+FLA) sees
 CONTROL_WINDOW = 16  # frames the sliding-window control attends to (half the training window)

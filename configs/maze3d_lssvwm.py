@@ -10,7 +10,7 @@ with another sequence mixer, one file each or `:mixer=NAME`:
 `python -m configs.maze3d_lssvwm` prints the family's parameter counts.
 """
 
-from configs import common, maze3d_family
+from . import common, maze3d_family
 
 
 def get_config(arg=None):

@@ -5,7 +5,7 @@ Six layers, as many parameters (FAMILY in configs/maze3d_family.py); everything 
 python -m lssvwm.train --config=configs/maze3d_lssvwm_1x1.py --workdir=/tmp/maze3d_lssvwm_1x1
 """
 
-from configs import maze3d_family
+from . import maze3d_family
 
 
 def get_config(arg=None):

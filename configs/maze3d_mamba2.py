@@ -6,7 +6,7 @@ else equal.
 python -m lssvwm.train --config=configs/maze3d_mamba2.py --workdir=/tmp/maze3d_mamba2
 """
 
-from configs import maze3d_family
+from . import maze3d_family
 
 
 def get_config(arg=None):

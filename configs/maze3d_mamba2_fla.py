@@ -6,7 +6,7 @@ One full-frame Mamba-2 scan + k = 4 frame attention; six layers, as many paramet
 python -m lssvwm.train --config=configs/maze3d_mamba2_fla.py --workdir=/tmp/maze3d_mamba2_fla
 """
 
-from configs import maze3d_family
+from . import maze3d_family
 
 
 def get_config(arg=None):

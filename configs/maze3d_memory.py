@@ -27,7 +27,7 @@ The family, its parameter matching and every model field are those of `configs/m
     Fourier pose features too); with it, 19.7 dB, flat with distance (experiments/memory/README).
 """
 
-from configs import common, maze3d_family
+from . import common, maze3d_family
 
 FRAME_SIZE = 16  # pixels per side, 8x8 patches: 2x2 tokens
 TRAINING_WINDOW = 64  # frames per training window

@@ -6,7 +6,7 @@ k = 4 frame attention + a projected geometric memory; nine layers, to match LSSV
 python -m lssvwm.train --config=configs/maze3d_spatial_memory.py --workdir=/tmp/maze3d_memory
 """
 
-from configs import maze3d_family
+from . import maze3d_family
 
 
 def get_config(arg=None):

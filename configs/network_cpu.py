@@ -12,7 +12,7 @@ must come from the SSM; the sliding-window transformer sees W = 16 frames.
 
 import ml_collections
 
-from configs import common
+from . import common
 
 VARIANTS = (
     "mixer=mamba2_fla",

@@ -22,9 +22,10 @@ The global batch is split over the `data` axis and the parameters and optimizer 
 `experiments/aot_memory` compiles a train step ahead of time and reports what it needs.
 """
 
-from configs import base, common
 from lssvwm.data.config import maze3d_defaults
 from lssvwm.training import curriculum
+
+from . import base, common
 
 WIDTH = 768
 DEPTHS = {"lssvwm": 12, "mamba2_fla": 12, "mamba2": 17, "causal_window": 19, "causal_full": 19}

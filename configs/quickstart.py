@@ -16,7 +16,7 @@ CPU); val loss 0.0808 vs 0.1016 with shuffled actions (20% lower), teacher-force
 18.67 dB vs 12.70 copying the last frame; peak RSS 2.1 GB.
 """
 
-from configs import base, common
+from . import base, common
 
 VARIANTS = ("tiny",)
 

@@ -5,10 +5,10 @@
 
 `run` is absl's `app.run` with three additions:
 
-* Before absl parses the flags, each config-file flag on the command line (`--config=FILE[:arg]`,
-  `--data=FILE[:arg]`) is loaded and every `--config.a.b=V` override's dotted key is checked
-  against it (`check_config_flags`), so a missing file, a file that fails to import, a bad
-  `:arg` or an unknown key is one line naming the file and the nearest known key:
+* Before absl parses the flags, each config-file flag on the command line (`--config=FILE[:arg]`
+  or `--config=NAME[:arg]`, `--data=FILE[:arg]`) is loaded and every `--config.a.b=V` override's
+  dotted key is checked against it (`check_config_flags`), so a missing file, a file that fails
+  to import, a bad `:arg` or an unknown key is one line naming the file and the nearest known key:
 
       error: configs/quickstart.py:tiny: unknown config key model.widht (did you mean model.width?)
 
@@ -265,10 +265,26 @@ def override_keys(argv, name: str) -> list[str]:
     return keys
 
 
+class ConfigSpecParser(flags.ArgumentParser):
+    """The parser `check_config_flags` gives every ml_collections config-file flag in place of
+    its own: it loads with `lssvwm.config_loading.load_config`, so the flag takes a config name
+    (`--config=quickstart:tiny`) as well as a path, and config files can import each other
+    relatively (ml_collections loads a file outside any package, where they cannot)."""
+
+    def parse(self, argument: str):
+        from lssvwm import config_loading
+
+        return config_loading.load_config(argument)
+
+    def flag_type(self) -> str:
+        return "config object"
+
+
 def check_config_flags(argv, flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """Loads the file of each config flag (ml_collections `DEFINE_config_file`) that `argv`
-    names, and checks the dotted key of each of its overrides: a ConfigFileError or an
-    UnknownConfigKeyError in one line naming the file and the key (lssvwm.config_loading)."""
+    """Loads the config of each config-file flag (ml_collections `DEFINE_config_file`) that
+    `argv` names, and checks the dotted key of each of its overrides: a ConfigFileError or an
+    UnknownConfigKeyError in one line naming the config and the key (lssvwm.config_loading).
+    Each such flag then parses with `ConfigSpecParser`."""
     from ml_collections.config_flags import config_flags
 
     from lssvwm import config_loading
@@ -277,9 +293,11 @@ def check_config_flags(argv, flag_values: flags.FlagValues = flags.FLAGS) -> Non
         flag = flag_values[name]
         if flag.name != name or not config_flags.is_config_flag(flag):
             continue
+        from_file = isinstance(flag.parser, config_flags.ConfigFileFlagParser | ConfigSpecParser)
+        if isinstance(flag.parser, config_flags.ConfigFileFlagParser):
+            flag.parser = ConfigSpecParser()
         spec = _flag_argument(argv, name)
         keys = override_keys(argv, name)
-        from_file = type(flag.parser).__name__ == "ConfigFileFlagParser"
         if spec is not None and from_file:
             config = config_loading.load_config(spec)
         elif keys:

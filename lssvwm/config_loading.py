@@ -1,24 +1,39 @@
-"""Loads `configs/<name>.py[:arg]` files from Python, as absl's `--config` flag does.
+"""Loads configs -- by name (`quickstart:tiny`) or by path (`configs/quickstart.py:tiny`) -- from
+Python, and is how every CLI's `--config` flag loads them.
 
-The CLIs use `ml_collections.config_flags` (and `lssvwm.cli` checks their files and
-`--config.a.b=V` keys with this module first); tests, notebooks and the Python API use
-`load_config`, which also applies `a.b=value` overrides. Every mistake is one line naming the
-file or the dotted key:
+The configs that ship are the modules of the top-level `configs/` folder, which the wheel installs
+as the package `lssvwm.configs` (the build maps the folder there; see setup.py). A name is a module
+of that package; `python -m lssvwm.configs` lists them with their variants (`available_configs`).
+A path is any `get_config(arg)` file: one in the configs folder is imported as a module of its
+package, any other is loaded as a module inside the package too, so a copied config's relative
+imports (`from . import base, common`) read the shipped ones.
+
+The CLIs define `--config` with `ml_collections.config_flags`; `lssvwm.cli` makes those flags load
+with this module (`cli.ConfigSpecParser`) and checks their `--config.a.b=V` keys. Tests, notebooks
+and the Python API use `load_config`, which also applies `a.b=value` overrides. Every mistake is
+one line naming the config or the dotted key:
 
     configs/x.py: config file does not exist                        (MissingConfigFileError)
+    quickstrat: no config named quickstrat (did you mean quickstart? ...)  (MissingConfigFileError)
     configs/x.py: cannot import the config file: SyntaxError: ...   (ConfigFileError)
-    configs/quickstart.py:huge: unknown quickstart variant 'huge'   (ConfigFileError)
-    configs/quickstart.py:tiny: unknown config key model.widht (did you mean model.width?)
+    quickstart:huge: unknown quickstart variant 'huge'              (ConfigFileError)
+    quickstart:tiny: unknown config key model.widht (did you mean model.width?)
                                                                      (UnknownConfigKeyError)
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import difflib
+import importlib
 import importlib.util
+import itertools
 import pathlib
+import pkgutil
+import re
 import sys
+import types
 from collections.abc import Mapping
 
 import ml_collections
@@ -26,8 +41,16 @@ import ml_collections
 from lssvwm.config_schema import ConfigError
 from lssvwm.errors import LssvwmError
 
-# Repository root, so that config files can `from configs import common`.
+# The package the configs folder is installed as, and the checkout's own folder (used where the
+# package is not installed: a checkout that was not `pip install`ed, or installed before the
+# mapping existed).
+PACKAGE = "lssvwm.configs"
 _REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+_CHECKOUT_PACKAGE = "configs"
+# Shows every config and its variants.
+LIST_COMMAND = f"python -m {PACKAGE}"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_loaded_files = itertools.count()
 
 
 class ConfigFileError(LssvwmError, ValueError):
@@ -56,35 +79,92 @@ class UnknownConfigKeyError(LssvwmError, KeyError, ValueError):
         return str(self.args[0])
 
 
-def load_config(spec: str, overrides: Mapping[str, object] | None = None):
-    """Returns the locked ConfigDict built by `get_config(arg)` of the file named in `spec`.
-
-    Args:
-      spec: `path/to/config.py` or `path/to/config.py:arg`.
-      overrides: optional `{"model.width": 256}` style overrides applied after building.
-
-    Raises ConfigFileError (MissingConfigFileError, NoGetConfigError) for a file that cannot be
-    loaded and UnknownConfigKeyError for an override of a key the config lacks.
-    """
-    path_str, _, arg = spec.partition(":")
-    path = pathlib.Path(path_str)
-    if not path.exists():
-        raise MissingConfigFileError(f"{spec}: config file does not exist")
-    if not path.is_file():
-        raise ConfigFileError(f"{spec}: config path {path_str} is not a file")
+def configs_package() -> types.ModuleType:
+    """The package of the shipped configs: `lssvwm.configs` where it is installed (a wheel, an
+    editable install), else the checkout's `configs` folder as the package `configs` (its root put
+    on sys.path, which also lets a config file `from configs import common`)."""
+    try:
+        return importlib.import_module(PACKAGE)
+    except ModuleNotFoundError as error:
+        if error.name != PACKAGE:
+            raise
+    if not (_REPO_ROOT / _CHECKOUT_PACKAGE / "__init__.py").is_file():
+        raise ConfigFileError(f"no configs: {PACKAGE} is not installed") from None
     if str(_REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(_REPO_ROOT))
-    module_name = f"_lssvwm_config_{path.stem}"
+    return importlib.import_module(_CHECKOUT_PACKAGE)
+
+
+def _config_names(package: types.ModuleType) -> list[str]:
+    """The public modules of the configs package (experiments and the modules they share)."""
+    return sorted(
+        info.name for info in pkgutil.iter_modules(package.__path__) if not info.name[0] == "_"
+    )
+
+
+def config_module(target: str, *, spec: str | None = None) -> types.ModuleType:
+    """The module of a config name (`quickstart`) or file path (`configs/quickstart.py`);
+    ConfigFileError (MissingConfigFileError) starting with `spec` when it cannot be loaded."""
+    spec = target if spec is None else spec
+    package = configs_package()
+    path = pathlib.Path(target)
     try:
-        module_spec = importlib.util.spec_from_file_location(module_name, path)
+        if _NAME.fullmatch(target):
+            names = _config_names(package)
+            if target not in names:
+                raise MissingConfigFileError(f"{spec}: {_unknown_name(target, names)}")
+            return importlib.import_module(f"{package.__name__}.{target}")
+        if not path.exists():
+            raise MissingConfigFileError(f"{spec}: config file does not exist{_hint(path)}")
+        if not path.is_file():
+            raise ConfigFileError(f"{spec}: config path {target} is not a file")
+        if any(path.resolve().parent == pathlib.Path(p).resolve() for p in package.__path__):
+            return importlib.import_module(f"{package.__name__}.{path.stem}")
+        # Another file: a fresh module inside the package, for its relative imports.
+        name = f"{package.__name__}._file{next(_loaded_files)}_{path.stem}"
+        module_spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
+        return module
+    except ConfigFileError:
+        raise
     except Exception as error:  # a config file is input: any failure to import is its fault
         raise ConfigFileError(
             f"{spec}: cannot import the config file: {_describe(error)}"
         ) from error
+
+
+def _unknown_name(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"no config named {name} ({hint}`{LIST_COMMAND}` lists them; a path ends in .py)"
+
+
+def _hint(path: pathlib.Path) -> str:
+    """For `configs/quickstart.py` outside a checkout: the name that loads the shipped one."""
+    if path.suffix == ".py" and path.parent.name == "configs" and _NAME.fullmatch(path.stem):
+        if path.stem in _config_names(configs_package()):
+            return f" (the shipped config of that name is --config={path.stem})"
+    return ""
+
+
+def load_config(spec: str, overrides: Mapping[str, object] | None = None):
+    """Returns the locked ConfigDict built by `get_config(arg)` of the config `spec` names.
+
+    Args:
+      spec: `name`, `name:arg`, `path/to/config.py` or `path/to/config.py:arg` (module
+        docstring).
+      overrides: optional `{"model.width": 256}` style overrides applied after building.
+
+    Raises ConfigFileError (MissingConfigFileError, NoGetConfigError) for a config that cannot be
+    loaded and UnknownConfigKeyError for an override of a key the config lacks.
+    """
+    target, _, arg = spec.partition(":")
+    module = config_module(target, spec=spec)
     if not hasattr(module, "get_config"):
-        raise NoGetConfigError(f"{spec}: config file {path_str!r} defines no get_config()")
+        raise NoGetConfigError(
+            f"{spec}: config {target!r} defines no get_config() (a module the configs share)"
+        )
     try:
         config = module.get_config(arg) if arg else module.get_config()
     except Exception as error:
@@ -94,6 +174,45 @@ def load_config(spec: str, overrides: Mapping[str, object] | None = None):
     for key, value in (overrides or {}).items():
         apply_override(config, key, value, source=spec)
     return config
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigEntry:
+    """A shipped config: its name, the first sentence of its docstring, and its variants
+    (`name:arg` specs, from the module's VARIANTS)."""
+
+    name: str
+    description: str
+    variants: tuple[str, ...]
+
+
+def available_configs() -> list[ConfigEntry]:
+    """Every shipped config with a get_config(), by name (imports each one)."""
+    package = configs_package()
+    entries = []
+    for name in _config_names(package):
+        module = config_module(name)
+        if hasattr(module, "get_config"):
+            variants = tuple(f"{name}:{variant}" for variant in getattr(module, "VARIANTS", ()))
+            entries.append(ConfigEntry(name, _first_sentence(module.__doc__), variants))
+    return entries
+
+
+def _first_sentence(doc: str | None) -> str:
+    paragraph = " ".join((doc or "").strip().split("\n\n", 1)[0].split())
+    match = re.match(r"(.+?\.)(\s|$)", paragraph)
+    return match.group(1) if match else paragraph
+
+
+def format_config_list(entries: list[ConfigEntry]) -> str:
+    """The listing `python -m lssvwm.configs` prints: each name and description, then its
+    variants."""
+    width = max(len(entry.name) for entry in entries) + 2
+    lines = ["Configs (--config=NAME[:ARG], or a path to a .py file):", ""]
+    for entry in entries:
+        lines.append(f"  {entry.name:<{width}}{entry.description}")
+        lines.extend(f"  {'':<{width}}  {variant}" for variant in entry.variants)
+    return "\n".join(lines)
 
 
 def _describe(error: BaseException, plain: tuple[type, ...] = ()) -> str:

@@ -291,6 +291,33 @@ class RunSpec:
                     f"(data.{self.data.dataset})",
                 )
 
+    def resolved_config(self) -> dict[str, Any]:
+        """The config as the run reads it, in JSON types: every field of every section, the ones
+        the file leaves out at their defaults (optional sections too: `state`, `mesh`, `eval`,
+        `sample`), and any section kept as the file gives it (`curriculum`). What `lssvwm.train
+        --show_config` prints and the run's TensorBoard config text shows."""
+        import json
+
+        typed = {
+            "seed": self.seed,
+            "model": self.model.to_dict(),
+            "diffusion": self.diffusion.to_dict(),
+            "optimizer": dataclasses.asdict(self.optimizer),
+            "training": dataclasses.asdict(self.training),
+            "eval": dataclasses.asdict(self.eval),
+            "sample": dataclasses.asdict(self.sample),
+            "state": self.state.to_dict(),
+            "mesh": dataclasses.asdict(self.mesh),
+            "data": self.data.section().to_dict(),
+        }
+        resolved = json.loads(json.dumps(typed))
+        for name, section in json.loads(self.config.to_json_best_effort()).items():
+            if isinstance(section, dict) and isinstance(resolved.get(name), dict):
+                resolved[name] = {**section, **resolved[name]}
+            else:
+                resolved.setdefault(name, section)
+        return resolved
+
     @property
     def checkpoint_meta(self) -> dict[str, Any]:
         """What a checkpoint records of the run, and a resumed run must match: model and

@@ -1,8 +1,12 @@
 r"""Trains a world model with diffusion forcing (absl app; resumes automatically).
 
-    python -m lssvwm.train --config=configs/quickstart.py --workdir=/tmp/qs
+    python -m lssvwm.train --config=quickstart --workdir=/tmp/qs
     python -m lssvwm.train --config=configs/maze3d_lssvwm.py --workdir=DIR \
         --config.training.steps=20000 --config.data.data_dir=/data/tfds
+    python -m lssvwm.train --config=quickstart:tiny --show_config   # every field; trains nothing
+
+`--config` takes a shipped config's name (`python -m lssvwm.configs` lists them and their
+variants) or the path of a config file, each with an optional `:arg` (lssvwm.config_loading).
 
 Run it again with the same arguments and it resumes from the newest checkpoint in DIR (model,
 optimizer, EMA, step and data position) -- or, when the run had finished, only re-reads its
@@ -51,7 +55,9 @@ What a run writes into DIR:
   metrics.jsonl       one JSON object per logged step: step, loss, steps_per_sec, learning_rate,
                       grad_norm, nonfinite_steps, ... and, at `training.eval_every`, the held-out
                       figures (eval/...)
-  tb/                 the same scalars as TensorBoard events (`tensorboard --logdir DIR/tb`)
+  tb/                 TensorBoard events (`tensorboard --logdir DIR/tb`): the same scalars, the
+                      resolved config as text and as hyperparameters, and the sample movies;
+                      one event file per start that writes anything (lssvwm.training.metrics)
   samples/step_N.gif  generated continuations of held-out windows next to the truth
   eval_final.json     the held-out figures of the final weights (lssvwm.training.evaluation)
 
@@ -96,8 +102,16 @@ from lssvwm.training.state_carrying import carry_batch_size
 from lssvwm.training.train_state import model_from_state
 from lssvwm.training.train_step import STREAM_FIELDS, all_finite
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/x.py[:arg]).")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "A config's name or file, with an optional :arg (quickstart:tiny)."
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, results).")
+_SHOW_CONFIG = flags.DEFINE_bool(
+    "show_config",
+    False,
+    "Print the resolved config -- every field, defaults and overrides included -- as JSON, and "
+    "exit without training (no --workdir needed).",
+)
 
 # Model-config fields a run may resume with changed (or absent from an older checkpoint's meta):
 # they choose how the same function is computed, not what the weights mean.
@@ -118,6 +132,14 @@ RESUMABLE_CONFIG_KEYS = RESUMABLE_WITH_CHANGES + (
     "sample",
     "mesh",  # a preempted job restarts on other hosts or another device count
     "data.data_dir",
+)
+# The held-out figures the log line shows, and TensorBoard's HParams dashboard has as metrics
+# (with the training loss).
+SUMMARY_FIGURES = (
+    "val_loss",
+    "val_loss_shuffled_actions",
+    "tf_next_frame_psnr",
+    "copy_last_frame_psnr",
 )
 
 
@@ -424,7 +446,12 @@ def _train(spec: RunSpec, workdir: pathlib.Path, config_text: str, started: floa
     checkpoints = Checkpoints(checkpoint_dir, keep=training.keep_checkpoints)
     state, carry, data_state = restore_or_start(run, checkpoints, workdir)
     step = int(state["step"])
-    writer = MetricWriter(workdir, active=primary)
+    writer = MetricWriter(
+        workdir,
+        active=primary,
+        config=spec.resolved_config(),
+        metric_names=("loss", *(f"eval/{name}" for name in SUMMARY_FIGURES)),
+    )
     compilations = 0
     if step < training.steps:
         windows_class = (
@@ -490,7 +517,7 @@ def _train(spec: RunSpec, workdir: pathlib.Path, config_text: str, started: floa
                 if training.eval_every and step % training.eval_every == 0:
                     evaluate_into(writer, run, state, data, step)
                 if training.sample_every and step % training.sample_every == 0:
-                    write_sample(run, state, data.eval, workdir, step)
+                    write_sample(run, state, data.eval, workdir, step, writer)
                 if stop.signum is not None:
                     break
             if stop.signum is not None:
@@ -525,7 +552,7 @@ def _train(spec: RunSpec, workdir: pathlib.Path, config_text: str, started: floa
         writer.close()
         return json.loads(final_path.read_text())
     figures = evaluate_into(writer, run, state, data, step)
-    write_sample(run, state, data.eval, workdir, step)
+    write_sample(run, state, data.eval, workdir, step, writer)
     results = {
         "step": step,
         **figures,
@@ -593,13 +620,15 @@ def evaluate_into(writer: MetricWriter, run: BuiltRun, state, data: RunData, ste
 
 
 def _summary(figures: dict) -> str:
-    keys = ("val_loss", "val_loss_shuffled_actions", "tf_next_frame_psnr", "copy_last_frame_psnr")
-    return "  ".join(f"{k} {figures[k]:.4f}" for k in keys)
+    return "  ".join(f"{k} {figures[k]:.4f}" for k in SUMMARY_FIGURES)
 
 
-def write_sample(run: BuiltRun, state, eval_source, workdir: pathlib.Path, step: int) -> None:
-    """samples/step_<step>.gif (EMA weights) when `sample.num_windows` > 0: sampled on every
-    process (the weights are global arrays), written by process 0."""
+def write_sample(
+    run: BuiltRun, state, eval_source, workdir: pathlib.Path, step: int, writer: MetricWriter
+) -> None:
+    """samples/step_<step>.gif (EMA weights) and the same movie in TensorBoard (tag `samples`)
+    when `sample.num_windows` > 0: sampled on every process (the weights are global arrays),
+    written by process 0."""
     section = run.spec.sample
     if section.num_windows <= 0:
         return
@@ -616,6 +645,7 @@ def write_sample(run: BuiltRun, state, eval_source, workdir: pathlib.Path, step:
     )
     if distributed.is_primary():
         path = write_gif(movie, workdir / "samples" / f"step_{step}.gif")
+        writer.write_movie(step, "samples", movie)
         logging.info("sample video %s (%s)", path, format_duration(time.perf_counter() - begin))
 
 
@@ -630,12 +660,17 @@ def main(argv):
     logging.get_absl_handler().addFilter(_DropLibraryChatter())
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if _CONFIG.value is None or _WORKDIR.value is None:
-        raise app.UsageError("--config and --workdir are required")
+    if _CONFIG.value is None:
+        raise app.UsageError("--config is required (`python -m lssvwm.configs` lists configs)")
     source = config_flags.get_config_filename(flags.FLAGS["config"])
     # A config mistake is a ValueError naming the key: one line (lssvwm.cli), before anything
     # compiles.
     spec = RunSpec.from_config(_CONFIG.value, source=source)
+    if _SHOW_CONFIG.value:
+        print(json.dumps(spec.resolved_config(), indent=2, sort_keys=True))
+        return
+    if _WORKDIR.value is None:
+        raise app.UsageError("--workdir is required")
     # Directories that cannot be made: one line before the run directory is touched.
     cli.check_can_write(_WORKDIR.value, directory=True, label="--workdir")
     if spec.data.data_dir:

@@ -10,7 +10,7 @@ import ml_collections
 import pytest
 
 from configs import common, maze3d_family, maze3d_lssvwm
-from lssvwm.config_loading import apply_override, load_config
+from lssvwm.config_loading import apply_override, config_module, load_config
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 
@@ -31,11 +31,7 @@ EXPERIMENTS = {p.stem for p in CONFIG_FILES}
 
 def variants_of(path: pathlib.Path) -> list[str]:
     """The file itself plus every variant its module lists in VARIANTS (if any)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"_probe_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = config_module(str(path))
     return [str(path)] + [f"{path}:{v}" for v in getattr(module, "VARIANTS", ())]
 
 

@@ -4,6 +4,7 @@
     movie = comparison_movie(generated_BTHWC, truth_BTHWC, context_frames, has_truth_BT=...)
     path  = write_video(movie, "out/rollout", fps=8, video_format="auto")   # .mp4 or .gif
     path  = write_gif(movie, "samples/step_100.gif")
+    data  = gif_bytes(movie)                  # the same GIF in memory (TensorBoard's image)
 
 Each row is one stream: the model's frame on the left, the true frame on the right (in
 `comparison_movie`, a grey panel where no ground truth exists), under a white bar for context
@@ -15,6 +16,7 @@ the evaluation's rollout and episode videos are both drawn here.
 from __future__ import annotations
 
 import importlib.util
+import io
 import pathlib
 
 import numpy as np
@@ -42,9 +44,24 @@ def side_by_side(generated_BTHWC, truth_BTHWC, context_frames: int, scale: int) 
 def write_gif(movie_THWC: np.ndarray, path: str | pathlib.Path, fps: float = 8.0) -> pathlib.Path:
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    images = [Image.fromarray(frame) for frame in movie_THWC]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    path.write_bytes(gif_bytes(movie_THWC, fps))
     return path
+
+
+def gif_bytes(movie_THWC: np.ndarray, fps: float = 8.0) -> bytes:
+    """The movie as an animated GIF, looping (the file `write_gif` writes; TensorBoard shows it
+    as an image)."""
+    images = [Image.fromarray(frame) for frame in movie_THWC]
+    buffer = io.BytesIO()
+    images[0].save(
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=int(1000 / fps),
+        loop=0,
+    )
+    return buffer.getvalue()
 
 
 def comparison_movie(

@@ -1,8 +1,9 @@
 """The metric writer of a training run (the progress line is `lssvwm.common.progress`), and the
 host side of the non-finite guard.
 
-    writer = MetricWriter(workdir)            # metrics.jsonl + TensorBoard events in workdir/tb
-    writer.write(step, {"loss": 0.1, "steps_per_sec": 2.0})
+    writer = MetricWriter(workdir, config=spec.resolved_config(), metric_names=("loss",))
+    writer.write(step, {"loss": 0.1, "steps_per_sec": 2.0})   # metrics.jsonl + workdir/tb
+    writer.write_movie(step, "samples", movie_THWC)
 
     guard = NonfiniteGuard("skip", max_consecutive=10)
     guard.update(metrics, step)               # every step: device arithmetic, no host read
@@ -10,26 +11,43 @@ host side of the non-finite guard.
 
 `metrics.jsonl` holds one JSON object per logged step (`step` plus the scalars), appended, so a
 resumed run continues the same file (a resumed step that was logged before is logged again: the
-later line wins for readers that key on step). TensorBoard files come from `tensorboardX`, a pure
-Python writer: TensorFlow is not needed to write them (only to view them, with `tensorboard`).
+later line wins for readers that key on step).
+
+TensorBoard (`tensorboard --logdir workdir/tb`, the `tensorboard` extra) shows the same scalars;
+the run's `config` (JSON types) as text (tag `config/text_summary`) and as hyperparameters (the
+HParams dashboard, with the scalars in `metric_names` as its metric columns), written at the start
+of each event file; and sample movies (model | truth, an animated GIF in the Images dashboard).
+The files come from `tensorboardX`, a pure Python writer: TensorFlow is not needed to write them.
+Each start of a run that writes anything adds one event file, named after its time, host, process
+and writer (two writers of one second never share a file), and a start that writes nothing (a
+finished run re-read) adds none. Each `write*` reaches the file before it returns
+(tensorboardX's SummaryWriter would hold events up to two minutes in a thread), so a live
+TensorBoard, or a killed run, has them all.
 In a multi-host run only process 0 writes: `MetricWriter(workdir, active=is_primary())`.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
+import os
 import pathlib
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from tensorboardX import SummaryWriter
+from tensorboardX import summary as tensorboard_summary
+from tensorboardX.event_file_writer import EventsWriter
+from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.proto.summary_pb2 import Summary
 
 from lssvwm.common.errors import NonFiniteError
+from lssvwm.common.video import gif_bytes
 from lssvwm.training.train_step import NONFINITE_BITS
 
 
@@ -37,21 +55,51 @@ def _scalar(value) -> float:
     return float(np.asarray(value))
 
 
+_writers = itertools.count()  # event files of one process and one second get distinct names
+
+
 class MetricWriter:
-    """Appends scalars to `workdir/metrics.jsonl` and to TensorBoard events under `workdir/tb`.
+    """Appends scalars to `workdir/metrics.jsonl` and writes TensorBoard events under
+    `workdir/tb` (module docstring); the event file is opened at the first TensorBoard write.
 
-    `active=False` (the non-primary processes of a multi-host run) opens and writes nothing:
-    `write` only returns the record."""
+    `config` (JSON types, e.g. `RunSpec.resolved_config()`) and `metric_names`: the text and
+    hyperparameters each event file starts with (module docstring; None: none). `active=False`
+    (the non-primary processes of a multi-host run) opens and writes nothing: `write` only
+    returns the record."""
 
-    def __init__(self, workdir: str | pathlib.Path, *, active: bool = True):
+    def __init__(
+        self,
+        workdir: str | pathlib.Path,
+        *,
+        active: bool = True,
+        config: Mapping[str, object] | None = None,
+        metric_names: Sequence[str] = (),
+    ):
         workdir = pathlib.Path(workdir)
         self.jsonl_path = workdir / "metrics.jsonl"
+        self.tensorboard_dir = workdir / "tb"
         self.active = active
+        self.config = config
+        self.metric_names = tuple(metric_names)
+        self._events = None
         if not active:
             return
         workdir.mkdir(parents=True, exist_ok=True)
         self._jsonl = open(self.jsonl_path, "a")  # noqa: SIM115 - closed in close()
-        self._tb = SummaryWriter(logdir=str(workdir / "tb"))
+
+    def _add(self, step: int, *summaries: Summary) -> None:
+        """Appends the summaries to the event file and flushes it (opened on first use)."""
+        if self._events is None:
+            self.tensorboard_dir.mkdir(parents=True, exist_ok=True)
+            # tensorboardX names a file after the second and the host only: a second writer in
+            # the same second would truncate the first one's file.
+            suffix = f".{os.getpid()}.{next(_writers)}"
+            self._events = EventsWriter(str(self.tensorboard_dir / "events"), suffix)
+            if self.config is not None:
+                summaries = (*config_summaries(self.config, self.metric_names), *summaries)
+        for summary in summaries:
+            self._events.write_event(Event(wall_time=time.time(), step=int(step), summary=summary))
+        self._events.flush()
 
     def write(self, step: int, scalars: Mapping[str, object]) -> dict[str, float]:
         """Writes one record; returns it as floats (non-finite values are kept as NaN/inf)."""
@@ -64,17 +112,59 @@ class MetricWriter:
         printable = {k: (v if math.isfinite(v) else str(v)) for k, v in record.items()}
         self._jsonl.write(json.dumps(printable) + "\n")
         self._jsonl.flush()
-        for name, value in record.items():
-            if name != "step":
-                self._tb.add_scalar(name, value, global_step=int(step))
-        self._tb.flush()
+        self._add(
+            step,
+            *(tensorboard_summary.scalar(k, v) for k, v in record.items() if k != "step"),
+        )
         return record
+
+    def write_movie(self, step: int, tag: str, movie_THWC: np.ndarray, fps: float = 8.0) -> None:
+        """A uint8 [T, H, W, 3] movie as an animated GIF image (the Images dashboard plays it)."""
+        if not self.active:
+            return
+        _, height, width, channels = movie_THWC.shape
+        image = Summary.Image(
+            height=height,
+            width=width,
+            colorspace=channels,
+            encoded_image_string=gif_bytes(movie_THWC, fps),
+        )
+        self._add(step, Summary(value=[Summary.Value(tag=tag, image=image)]))
 
     def close(self) -> None:
         if not self.active:
             return
         self._jsonl.close()
-        self._tb.close()
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+
+
+def config_summaries(config: Mapping[str, object], metric_names: Sequence[str]) -> list[Summary]:
+    """The config as the text `config/text_summary` (a markdown code block of its JSON) and as
+    the HParams plugin's experiment and session start: one hyperparameter per dotted field, the
+    scalars `metric_names` as its metrics."""
+    text = json.dumps(config, indent=2, sort_keys=True)
+    markdown = "\n".join("    " + line for line in text.splitlines())  # indented: a code block
+    experiment, session_start, _ = tensorboard_summary.hparams(
+        hyperparameters(config), {name: None for name in metric_names}
+    )
+    return [tensorboard_summary.text("config", markdown), experiment, session_start]
+
+
+def hyperparameters(config: Mapping[str, object], prefix: str = "") -> dict[str, object]:
+    """The config's fields as hyperparameters: dotted keys, values a bool, number or string
+    (lists as their JSON text); None (unset) fields are left out."""
+    flat = {}
+    for name, value in config.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, Mapping):
+            flat.update(hyperparameters(value, key + "."))
+        elif isinstance(value, bool | int | float | str):
+            flat[key] = value
+        elif value is not None:
+            flat[key] = json.dumps(value)
+    return flat
 
 
 # ---- the non-finite guard, host side ---------------------------------------------------------
