@@ -319,7 +319,8 @@ class EpisodeDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=T
         file_format: str = "array_record",
         **kwargs: Any,
     ):
-        if file_format != "array_record":
+        # TFDS's own calls (tfds.data_source without data_dir) pass the FileFormat enum.
+        if getattr(file_format, "value", file_format) != "array_record":
             raise ValueError(f"episode datasets are stored as array_record, got {file_format!r}")
         self._num_workers = (os.cpu_count() or 1) if num_workers is None else num_workers
         if self._num_workers < 0:

@@ -1,6 +1,7 @@
 """TFDS conventions: `import lssvwm.data` registers the builders, presets are named configs."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -22,10 +23,9 @@ def test_importing_the_package_lets_tfds_find_and_build_the_datasets(tmp_path):
 
         names = {{n: tfds.builder(n, data_dir={str(tmp_path)!r}).builder_config.name
                  for n in ("maze3d", "maze3d/small", "memory_maze/9x9")}}
-        test = tfds.data_source(
-            "maze3d/quickstart_tiny", split="test", data_dir={str(tmp_path)!r},
-            builder_kwargs={{"num_workers": 0}},
-        )
+        # As a user writes it: no data_dir (TFDS_DATA_DIR here) and no builder_kwargs, so
+        # TFDS passes file_format=FileFormat.ARRAY_RECORD (an enum) to the builder.
+        test = tfds.data_source("maze3d/quickstart_tiny", split="test")
         print(json.dumps({{
             "names": names,
             "records": len(test),
@@ -35,8 +35,14 @@ def test_importing_the_package_lets_tfds_find_and_build_the_datasets(tmp_path):
         }}))
         """
     )
+    env = {**os.environ, "TFDS_DATA_DIR": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     found = json.loads(result.stdout.strip().splitlines()[-1])
