@@ -28,6 +28,7 @@ def run(command, cwd, timeout=900):
 @pytest.mark.slow
 def test_the_wheel_lists_and_trains_the_quickstart_by_name_outside_the_checkout(tmp_path):
     source = tmp_path / "source"
+    source.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in BUILD_INPUTS:
         if (REPO / name).is_dir():
