@@ -516,7 +516,9 @@ def _train(spec: RunSpec, workdir: pathlib.Path, config_text: str, started: floa
                     last_saved = step
                 if training.eval_every and step % training.eval_every == 0:
                     evaluate_into(writer, run, state, data, step)
-                if training.sample_every and step % training.sample_every == 0:
+                # The last step's sample is the final one, written below.
+                last = step == training.steps
+                if training.sample_every and step % training.sample_every == 0 and not last:
                     write_sample(run, state, data.eval, workdir, step, writer)
                 if stop.signum is not None:
                     break
