@@ -10,7 +10,10 @@ through selenium, and measures in the browser's own clock:
            websocket both ways, generation, the PNG and the true view's render
   fps      a key held for `--hold_seconds`: frames received per second between the first and
            the last held frame (what a user walking sees)
-and takes a screenshot of the page. Writes OUT/play.json, OUT/play.md and OUT/screenshot.png.
+and the model's own share: the generation time per frame the server reports (the sampler's
+jitted unit, blocked until ready) and the player process's CPU seconds per held frame (from
+/proc: on a machine shared with other jobs, wall times stretch but CPU time much less). It takes
+a screenshot of the page. Writes OUT/play.json, OUT/play.md and OUT/screenshot.png.
 The helpers (`start_player`, `headless_chromium`, `press`, `wait_for`) are what
 tests/play/test_browser.py drives the page with.
 """
@@ -75,7 +78,7 @@ def stop_player(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def headless_chromium(width: int = 1100, height: int = 520):
+def headless_chromium(width: int = 980, height: int = 620):
     """A selenium driver of Debian's chromium, headless (no display, root without sandbox)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -118,7 +121,13 @@ def frames_received(driver) -> int:
     return int(driver.execute_script("return window.playStats.framesReceived"))
 
 
-def measure(driver, presses: int, hold_seconds: float) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (Linux /proc)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(driver, presses: int, hold_seconds: float, player_pid: int) -> dict:
     from selenium.webdriver.common.keys import Keys
 
     keys = (Keys.ARROW_UP, Keys.ARROW_LEFT)
@@ -128,13 +137,20 @@ def measure(driver, presses: int, hold_seconds: float) -> dict:
         wait_for(driver, f"return window.playStats.framesReceived > {before}")
         time.sleep(0.2)  # idle between presses: each one meets a waiting server
     latencies = driver.execute_script("return window.playStats.latenciesMs")
+    pressed_generation = driver.execute_script("return window.playStats.generationMs")
     before = frames_received(driver)
+    cpu_before = cpu_seconds(player_pid)
     press(driver, Keys.ARROW_UP, hold_seconds)
     time.sleep(1.0)
+    cpu_held = cpu_seconds(player_pid) - cpu_before
     times = driver.execute_script("return window.playStats.frameTimesMs")[before:]
+    held_generation = driver.execute_script("return window.playStats.generationMs")[before:]
     held_fps = (len(times) - 1) / ((times[-1] - times[0]) / 1000.0) if len(times) > 1 else None
     ordered = sorted(latencies)
     return {
+        "generation_ms_median_presses": sorted(pressed_generation)[len(pressed_generation) // 2],
+        "generation_ms_median_held": sorted(held_generation)[len(held_generation) // 2],
+        "player_cpu_seconds_per_held_frame": cpu_held / max(1, len(times)),
         "presses": len(latencies),
         "latency_ms_median": ordered[len(ordered) // 2],
         "latency_ms_p90": ordered[int(0.9 * (len(ordered) - 1))],
@@ -170,7 +186,7 @@ def main() -> None:
     try:
         driver.get(url)
         wait_for(driver, "return window.playStats.messages.includes('hello')")
-        result = measure(driver, args.presses, args.hold_seconds)
+        result = measure(driver, args.presses, args.hold_seconds, process.pid)
         driver.save_screenshot(str(out / "screenshot.png"))
         state_bytes = driver.execute_script(
             "return document.getElementById('state-bytes').textContent"

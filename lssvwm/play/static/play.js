@@ -2,7 +2,8 @@
 "use strict";
 const stats = (window.playStats = {
   connected: false, busy: null, frameCount: 0, framesReceived: 0, lastControl: null,
-  latenciesMs: [], frameTimesMs: [], messages: [], lastStatus: null, lastError: null,
+  latenciesMs: [], frameTimesMs: [], generationMs: [], messages: [], lastStatus: null,
+  lastError: null,
 });
 const $ = (id) => document.getElementById(id);
 const controlByKey = {};
@@ -77,6 +78,7 @@ socket.onmessage = (event) => {
     stats.framesReceived += 1;
     stats.lastControl = m.control;
     stats.frameTimesMs.push(performance.now());
+    stats.generationMs.push(1000 * m.seconds);
     $("seconds").textContent = (1000 * m.seconds).toFixed(1) + " ms";
     if (m.press_id != null && pressedAt[m.press_id] != null) {
       const ms = performance.now() - pressedAt[m.press_id];
