@@ -1,0 +1,1 @@
+"""The player page and its script (data: lssvwm.play.server serves them)."""
