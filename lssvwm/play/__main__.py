@@ -14,8 +14,6 @@ Needs the `play` extra (pip install 'lssvwm[play]').
 
 from __future__ import annotations
 
-import errno
-import socket
 import warnings
 
 from absl import app, flags
@@ -23,6 +21,7 @@ from absl import app, flags
 from lssvwm import cli
 from lssvwm.errors import LssvwmError
 from lssvwm.evaluation import loading
+from lssvwm.play.listening import bind
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by lssvwm.train.")
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to serve on (0.0.0.0: every one).")
@@ -52,31 +51,6 @@ _DATA = flags.DEFINE_multi_string("data", [], "Data config override KEY=VALUE (r
 flags.register_validator("hold_fps", lambda fps: fps > 0, message="--hold_fps must be > 0")
 cli.register_check("data", loading.parse_data_overrides)
 cli.register_check("record_dir", lambda path: cli.check_can_write(path, directory=True))
-
-
-class PortInUseError(LssvwmError):
-    """The address to serve on is taken (or cannot be bound)."""
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on (host, port), bound before the model loads: a port in use is one
-    line at once, and nothing can take it between the check and the server's start."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as error:
-        sock.close()
-        if error.errno == errno.EADDRINUSE:
-            raise PortInUseError(
-                f"--port={port} on {host} is in use (another player?): pass another --port, "
-                "or --port=0 for any free one"
-            ) from None
-        raise PortInUseError(f"cannot serve on {host}:{port}: {error.strerror}") from None
-    sock.listen(16)
-    sock.set_inheritable(True)
-    return sock
 
 
 def main(argv):

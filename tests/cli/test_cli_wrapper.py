@@ -83,7 +83,11 @@ def test_a_bug_keeps_its_traceback(monkeypatch, capsys, kind, error):
             ["--config=configs/quickstart.py:huge"],
             "error: configs/quickstart.py:huge: unknown quickstart variant 'huge'",
         ),
-        (["--config=configs"], "error: configs: config path configs is not a file"),
+        (
+            ["--config=configs"],  # a name, not a path (no .py): the listing is named
+            "error: configs: no config named configs (`python -m lssvwm.configs` lists them; "
+            "a path ends in .py)",
+        ),
     ],
 )
 def test_a_flag_mistake_is_one_line_and_status_2(monkeypatch, capsys, args, message):

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from lssvwm.play.__main__ import PortInUseError, bind
+from lssvwm.play.listening import PortInUseError, bind
 
 
 def run_player(*flags: str) -> subprocess.CompletedProcess:
