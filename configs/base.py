@@ -36,21 +36,9 @@ def config(tiny: bool = False) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
 
-    # Data: the maze3d "small" preset (32x32), with larger motion per frame.
-    config.data = maze3d_defaults("small")
-    config.data.maze3d.steps_per_block = 2  # metres per forward step: 1/2 (default 1/4)
-    config.data.maze3d.turns_per_circle = 12  # 30 degrees per turn (default 15)
-    if tiny:
-        config.data.maze3d.update(
-            height=16,
-            width=16,
-            episode_length=64,
-            segment_length=32,
-            train_episodes=2,
-            test_episodes=2,
-            reasoning_episodes=0,
-            episodes_per_shard=2,
-        )
+    # Data: maze3d's "quickstart" preset ("small", 32x32, with half-metre steps and 30-degree
+    # turns); `tiny` its 16x16 two-episode "quickstart_tiny".
+    config.data = maze3d_defaults("quickstart_tiny" if tiny else "quickstart")
 
     # Model: LSSVWM, 16 tokens per frame.
     size = 16 if tiny else 32
