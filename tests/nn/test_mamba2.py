@@ -50,16 +50,21 @@ def full(graphdef, params, u, state, reset=None):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def step_chain(graphdef, params, u, state, reset):
-    """Reference: the single-token step, scanned over the sequence."""
+def step_chain(graphdef, params, u, state, reset=None, angles=None):
+    """Reference: the single-token step, scanned over the sequence (with per-step resets
+    [B, L] and/or pose angles [B, L, 3] where given)."""
     mixer = nnx.merge(graphdef, params)
+    batch, length = u.shape[:2]
+    if reset is None:
+        reset = jnp.zeros((batch, length), jnp.int32)
 
     def body(state, inputs):
-        u_t, reset_t = inputs
-        y_t, state = mixer.step(u_t, state, reset=reset_t)
+        u_t, reset_t, angles_t = inputs
+        y_t, state = mixer.step(u_t, state, reset=reset_t, pose_angles_BN=angles_t)
         return state, y_t
 
-    state, y = jax.lax.scan(body, state, (jnp.moveaxis(u, 1, 0), jnp.moveaxis(reset, 1, 0)))
+    inputs = tuple(None if x is None else jnp.moveaxis(x, 1, 0) for x in (u, reset, angles))
+    state, y = jax.lax.scan(body, state, inputs)
     return jnp.moveaxis(y, 0, 1), state
 
 
@@ -201,20 +206,6 @@ def full_posed(graphdef, params, u, state, angles):
     return nnx.merge(graphdef, params)(u, state, pose_angles_BLN=angles)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def step_chain_posed(graphdef, params, u, state, angles):
-    mixer = nnx.merge(graphdef, params)
-
-    def body(state, inputs):
-        u_t, angles_t = inputs
-        y_t, state = mixer.step(u_t, state, pose_angles_BN=angles_t)
-        return state, y_t
-
-    inputs = (jnp.moveaxis(u, 1, 0), jnp.moveaxis(angles, 1, 0))
-    state, y = jax.lax.scan(body, state, inputs)
-    return jnp.moveaxis(y, 0, 1), state
-
-
 @pytest.fixture(scope="module")
 def posed():
     graphdef, params = make_mixer(pose_pairs=3)  # 3 of B's and C's 4 pairs turn
@@ -227,7 +218,7 @@ def posed():
 def test_pose_turned_call_matches_its_step_chain(posed):
     graphdef, params, u, zero, angles = posed
     y_full, s_full = full_posed(graphdef, params, u, zero, angles)
-    y_step, s_step = step_chain_posed(graphdef, params, u, zero, angles)
+    y_step, s_step = step_chain(graphdef, params, u, zero, angles=angles)
     np.testing.assert_allclose(y_full, y_step, rtol=1e-4, atol=1e-4)
     assert_states_close(s_full, s_step, rtol=1e-4, atol=1e-4)
 
