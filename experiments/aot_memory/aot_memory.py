@@ -37,10 +37,11 @@ def _force_cpu_devices(count: int) -> None:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
-def compiled_train_step_memory(config, *, window: int | None = None, batch: int | None = None):
-    """(record, compiled step) for `config` (an ml_collections config of `lssvwm.train`)."""
-    import jax
-
+def compiled_train_step_memory(
+    config, *, window: int | None = None, batch: int | None = None, devices=None
+):
+    """(record, compiled step) for `config` (an ml_collections config of `lssvwm.train`) on
+    `devices` (default: every device; compile-only TPU devices from `tpu.topology_devices`)."""
     from lssvwm.models import count_parameters
     from lssvwm.run_spec import RunSpec
     from lssvwm.training.build import build
@@ -48,7 +49,7 @@ def compiled_train_step_memory(config, *, window: int | None = None, batch: int 
     spec = RunSpec.from_config(config, check_data=False)
     window = int(window or spec.training.window_length)
     batch = int(batch or spec.training.batch_size)
-    run = build(spec)  # the trainer's build: same state, shardings and step
+    run = build(spec, devices=devices)  # the trainer's build: same state, shardings and step
     parallel = run.parallel
     if batch % parallel.batch_parts:
         raise ValueError(
@@ -59,10 +60,11 @@ def compiled_train_step_memory(config, *, window: int | None = None, batch: int 
     state = run.abstract_state
     carry = run.abstract_carry(batch)
     batch_spec = run.abstract_batch(batch, window)
-    begin = time.perf_counter()
+    begin, begin_cpu = time.perf_counter(), time.process_time()
     with parallel.activate():
         compiled = step.lower(state, carry, batch_spec).compile()
     compile_seconds = time.perf_counter() - begin
+    compile_cpu_seconds = time.process_time() - begin_cpu
     analysis = compiled.memory_analysis()
     sizes = {}
     if analysis is not None:
@@ -74,6 +76,7 @@ def compiled_train_step_memory(config, *, window: int | None = None, batch: int 
             + sizes["temp_bytes"]
             - sizes["alias_bytes"]
         )
+    devices_used = list(parallel.mesh.devices.flat)
     record = {
         "mixer": model_config.mixer,
         "num_params": int(count_parameters(model_config)),
@@ -82,12 +85,28 @@ def compiled_train_step_memory(config, *, window: int | None = None, batch: int 
         "tokens_per_frame": model_config.tokens_per_frame,
         "remat": bool(model_config.remat),
         "mesh": {k: int(v) for k, v in parallel.mesh.shape.items()},
-        "devices": jax.device_count(),
+        "devices": len(devices_used),
+        "device_kind": devices_used[0].device_kind,
         "per_device": sizes,
+        "flops_per_device": step_flops(compiled),
         "compile_seconds": round(compile_seconds, 1),
-        "backend": jax.default_backend(),
+        "compile_cpu_seconds": round(compile_cpu_seconds, 1),
+        "backend": devices_used[0].platform,
     }
     return record, compiled
+
+
+def step_flops(compiled) -> float | None:
+    """XLA's cost analysis of the compiled (SPMD-partitioned, so per-device) step: its FLOPs, or
+    None where the backend gives none. JAX returns a dict (older versions a list of one)."""
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001 -- some backends do not implement it
+        return None
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else None
+    flops = (cost or {}).get("flops")
+    return float(flops) if flops is not None else None
 
 
 def main(argv=None) -> dict:
