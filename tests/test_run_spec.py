@@ -100,7 +100,8 @@ def test_every_section_parses_to_its_typed_form(sections):
 
 BATCH_VS_DEVICES = """
 import os
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+flags = os.environ.get("XLA_FLAGS", "")  # the suite's (tests/conftest.py)
+os.environ["XLA_FLAGS"] = flags + " --xla_force_host_platform_device_count=2"
 from lssvwm.config_loading import load_config
 from lssvwm.run_spec import RunSpec
 from lssvwm.training.build import build

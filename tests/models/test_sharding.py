@@ -33,7 +33,8 @@ def test_sharded_init_and_forward_on_four_fake_devices():
     script = textwrap.dedent(
         f"""
         import os
-        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+        flags = os.environ.get("XLA_FLAGS", "")  # the suite's (tests/conftest.py)
+        os.environ["XLA_FLAGS"] = flags + " --xla_force_host_platform_device_count=4"
         import jax, jax.numpy as jnp, numpy as np
         from flax import nnx
         from jax.sharding import NamedSharding, PartitionSpec as P

@@ -46,7 +46,8 @@ def test_one_device_places_a_batch_unchanged():
 SHARDED_STEP = textwrap.dedent(
     """
     import os
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    flags = os.environ.get("XLA_FLAGS", "")  # the suite's (tests/conftest.py)
+    os.environ["XLA_FLAGS"] = flags + " --xla_force_host_platform_device_count=8"
     import jax, numpy as np
     from flax import nnx
     from lssvwm.config_loading import load_config
