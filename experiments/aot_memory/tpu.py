@@ -135,6 +135,16 @@ def libtpu_version() -> str | None:
     return package_version("libtpu")
 
 
+def libtpu_pinned_by_jax() -> str | None:
+    """The libtpu requirement of the installed jax's `tpu` extra ("libtpu==0.0.42.*" for jax
+    0.10.2): the TPU compiler this jax is released with. Another libtpu may still load, but its
+    compiler is not the one a TPU VM with `jax[tpu]` of this version would run."""
+    for requirement in importlib.metadata.requires("jax") or ():
+        if requirement.startswith("libtpu") and 'extra == "tpu"' in requirement:
+            return requirement.split(";")[0].strip()
+    return None
+
+
 def prepare_environment() -> None:
     """Environment for a compile-only libtpu on a host with no TPU (before libtpu loads)."""
     # No TPU VM here: libtpu would otherwise ask the GCE metadata server for the slice's
@@ -243,12 +253,13 @@ def git_commit() -> dict:
     def git(*args):
         return subprocess.run(
             ["git", *args], cwd=root, capture_output=True, text=True, check=False
-        ).stdout.strip()
+        ).stdout
 
     dirty = [
         line[3:] for line in git("status", "--porcelain", "--", "lssvwm", "configs").splitlines()
     ]
-    return {"commit": git("rev-parse", "HEAD"), "dirty_library_files": dirty}
+    # Uncommitted changes to the library or configs this compile traced (others' work in progress).
+    return {"commit": git("rev-parse", "HEAD").strip(), "dirty_library_files": dirty}
 
 
 def record_name(topology: str, mixer: str, window: int, remat: bool) -> str:
@@ -278,6 +289,7 @@ def compile_for_topology(
         "batch_per_chip": batch_per_chip,
         "jax": jax.__version__,
         "libtpu": libtpu_version(),
+        "libtpu_pinned_by_jax": libtpu_pinned_by_jax(),
     }
     if platform == "gpu":
         base["compiler"] = f"jax-cuda12-plugin {package_version('jax-cuda12-plugin')}"
