@@ -72,8 +72,16 @@ def config(tiny: bool = False) -> ml_collections.ConfigDict:
             pose_rope_ssm=False,  # the SSM's B and C pairs turned by the same angles too
             frequency_dim=32 if tiny else 128,
             noise_level_scale=1000.0,
+            # Precision: compute dtype and parameter dtype (flax's dtype / param_dtype).
+            # Mixed precision is dtype="bfloat16" with float32 parameters (and so float32
+            # gradients, optimizer moments and EMA); the SSM scan and its state, norms, softmax,
+            # the output head and the loss stay float32 (lssvwm/models/config.py).
             dtype="float32",
             param_dtype="float32",
+            # jax.nn.dot_product_attention's kernel: "xla", "cudnn" (NVIDIA GPU with bfloat16
+            # or float16 compute; an error elsewhere) or "auto" (cudnn where it can run, else
+            # xla). A run may resume with another value.
+            attention_impl="auto",
             remat=False,  # True: recompute block activations in the backward pass (memory)
         )
     )

@@ -115,7 +115,7 @@ _SHOW_CONFIG = flags.DEFINE_bool(
 
 # Model-config fields a run may resume with changed (or absent from an older checkpoint's meta):
 # they choose how the same function is computed, not what the weights mean.
-RESUMABLE_WITH_CHANGES = ("model.remat", "model.ssm_chunk_size")
+RESUMABLE_WITH_CHANGES = ("model.remat", "model.ssm_chunk_size", "model.attention_impl")
 # Config keys (or whole sections) a run may resume with changed, besides those: where and how
 # it runs, how often it reports, and how long it trains (extending a run; the new config.json
 # records it). Any other difference from the run's config.json is refused (lssvwm.common.
@@ -415,6 +415,7 @@ def train(spec: RunSpec, workdir: str | pathlib.Path) -> dict:
     when this returns or raises."""
     started = time.perf_counter()
     workdir = pathlib.Path(workdir)
+    spec.model.attention_implementation()  # "cudnn" off a GPU: one line, before any write
     config_text = spec.config.to_json_best_effort(indent=2, sort_keys=True)
     check_run_directory(spec, workdir, config_text)
     lock = lock_run_directory(workdir)

@@ -26,6 +26,11 @@ import jax.numpy as jnp
 
 from lssvwm.config_schema import as_tuples, parse_section
 from lssvwm.nn.attention import FrameWindow
+from lssvwm.nn.attention_kernels import (
+    ATTENTION_IMPLEMENTATIONS,
+    cudnn_unsupported,
+    resolve_attention_implementation,
+)
 from lssvwm.nn.blockwise import resolve_block_size
 from lssvwm.nn.embed import ACTION_MODES
 
@@ -50,6 +55,21 @@ class WorldModelConfig:
     `max_frames` is the training window length (None: unchecked).
     `remat` recomputes each DiT block's activations in the backward pass of the parallel pass
     (memory ~ one block's activations instead of all layers', for ~1/3 more compute).
+
+    Precision (flax's `dtype` / `param_dtype`, MaxText's `dtype` / `weight_dtype`): `dtype` is
+    the compute dtype of activations and matmuls, `param_dtype` the dtype parameters are stored
+    in -- and so their gradients, the optimizer's moments and the EMA. Mixed precision is
+    `dtype="bfloat16"` with `param_dtype="float32"`: weights are cast to bfloat16 at use. Kept in
+    float32 whatever `dtype` is: the SSD scan's decay, cumulative sums and state (`lssvwm.ssm`,
+    so the carried SSM state too), the norms' statistics (LayerNorm, RMSNorm, gated RMSNorm),
+    the attention softmax and its logits' accumulation, rotary angles, the conditioning
+    (noise-level and action embeddings), the SSM's A_log, dt_bias and D, the output head
+    (`Unpatchify`'s projection: the prediction is float32) and so the diffusion loss. The
+    streaming cache keeps the SSM state in float32 and the attention keys/values and the conv
+    inputs in the compute dtype. float16 is accepted but untested (there is no loss scaling).
+    `attention_impl` picks `jax.nn.dot_product_attention`'s kernel: "xla", "cudnn" (NVIDIA GPUs,
+    bfloat16/float16 only; an error elsewhere) or "auto" (cuDNN where it can run, else XLA);
+    see `lssvwm.nn.attention_kernels.resolve_attention_implementation`.
     """
 
     image_size: tuple[int, int] = (32, 32)
@@ -82,8 +102,9 @@ class WorldModelConfig:
     pose_rope_ssm: bool = False  # the SSM's B and C pairs turned by the same pose angles too
     frequency_dim: int = 256
     noise_level_scale: float = 1000.0
-    dtype: str = "float32"
-    param_dtype: str = "float32"
+    dtype: str = "float32"  # compute dtype (_DTYPES); "bfloat16" for mixed precision
+    param_dtype: str = "float32"  # parameter (and gradient, optimizer, EMA) dtype
+    attention_impl: str = "auto"  # ATTENTION_IMPLEMENTATIONS
     remat: bool = False
     # ---- spatial_memory only (lssvwm/nn/spatial_memory.py) ----
     memory_store: str = "ring"  # "ring" (last memory_frames frames) or "voxel" (hashed slots)
@@ -177,6 +198,25 @@ class WorldModelConfig:
     def jnp_param_dtype(self):
         return _DTYPES[self.param_dtype]
 
+    @property
+    def attention_head_dim(self) -> int:
+        return self.width // self.num_heads
+
+    def attention_implementation(self, platform: str | None = None) -> str:
+        """`attention_impl` resolved for this process's backend (or `platform`): "xla" or
+        "cudnn"; a ValueError for "cudnn" where it cannot run (a mixer without attention: "xla",
+        unused)."""
+        if not self.uses_attention:
+            return "xla"
+        return resolve_attention_implementation(
+            self.attention_impl,
+            dtype=self.jnp_dtype,
+            head_dim=self.attention_head_dim,
+            tokens_per_frame=self.tokens_per_frame,
+            platform=platform,
+            key="model.attention_impl",
+        )
+
     # ---- validation ---------------------------------------------------------------------------
 
     def __post_init__(self):
@@ -202,11 +242,24 @@ class WorldModelConfig:
             raise ValueError(
                 f"width must be a multiple of 4 (2-D position embedding), got {self.width}"
             )
-        if self.dtype not in _DTYPES or self.param_dtype not in _DTYPES:
+        for name in ("dtype", "param_dtype"):
+            if getattr(self, name) not in _DTYPES:
+                raise ValueError(
+                    f"{name} must be one of {tuple(_DTYPES)}, got {getattr(self, name)!r}"
+                )
+        if self.attention_impl not in ATTENTION_IMPLEMENTATIONS:
             raise ValueError(
-                f"dtype and param_dtype must be in {sorted(_DTYPES)}, got "
-                f"{self.dtype!r}, {self.param_dtype!r}"
+                f"attention_impl must be one of {ATTENTION_IMPLEMENTATIONS}, got "
+                f"{self.attention_impl!r}"
             )
+        if self.attention_impl == "cudnn" and self.uses_attention:
+            # What the inputs decide is checked here, on any machine; the backend when the
+            # model is built (`attention_implementation`).
+            unsupported = cudnn_unsupported(
+                self.jnp_dtype, self.attention_head_dim, self.tokens_per_frame
+            )
+            if unsupported is not None:
+                raise ValueError(f"attention_impl 'cudnn' {unsupported}")
         if self.action_mode not in ACTION_MODES:
             raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}")
         if self.action_mode == "discrete" and self.num_actions < 1:

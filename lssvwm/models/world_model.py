@@ -110,6 +110,8 @@ class WorldModel(nnx.Module):
             param_dtype=param_dtype,
         )
         window = config.window
+        # "auto" resolved here, once, for this process's backend ("cudnn" off a GPU: ValueError).
+        attention_implementation = config.attention_implementation()
         mamba = dict(
             d_state=config.ssm_state,
             head_dim=config.ssm_head_dim,
@@ -135,6 +137,7 @@ class WorldModel(nnx.Module):
                     qk_norm=config.qk_norm,
                     pose_pairs=config.pose_rotation_pairs,
                     ssm_pose_pairs=config.ssm_pose_rotation_pairs,
+                    attention_implementation=attention_implementation,
                     **kw,
                 )
                 for layer in range(config.depth)

@@ -101,7 +101,9 @@ class FrameLocalAttention(nnx.Module):
         (lssvwm/nn/rope.py; 0: none). With it, every pass takes `pose_angles [b, t, pose_pairs]`.
       use_bias: biases on the q/k/v and output projections.
       dtype: compute dtype (default: the input's); param_dtype: parameter dtype.
-      implementation: `jax.nn.dot_product_attention` implementation (None = XLA).
+      implementation: `jax.nn.dot_product_attention`'s kernel: None or "xla" (XLA), "cudnn"
+        (cuDNN; NVIDIA GPUs, bfloat16/float16 inputs). Models resolve `model.attention_impl`
+        ("auto" among them) with `lssvwm.nn.attention_kernels.resolve_attention_implementation`.
     """
 
     def __init__(

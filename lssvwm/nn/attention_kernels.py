@@ -18,9 +18,15 @@ Full causal pass (`full_causal_attention`): query blocks of Q frames against all
 a time (`lax.map`, rematerialised in the backward pass), so memory is O(Q*s * t*s) rather than
 O((t*s)^2); compute is still t*s * t*s (future keys are masked, not skipped).
 
-`implementation` is passed to `jax.nn.dot_product_attention`; only "xla" (the default on every
-backend) has been tested here, on CPU. Whether "cudnn" accepts this mask + key-length combination
-is unverified.
+`implementation` is passed to `jax.nn.dot_product_attention`: "xla" (None means the same) or
+"cudnn" (cuDNN's fused kernel, NVIDIA GPUs only, half-precision inputs). A model picks it from
+`model.attention_impl` through `resolve_attention_implementation` ("auto": cuDNN where it can run,
+else XLA). Only "xla" has been run here (CPU); the cuDNN conditions below are JAX's documented
+ones, not measured: whether cuDNN accepts this mask + key-length combination is unverified.
+
+Precision: with bfloat16 (or float16) q, k, v, `jax.nn.dot_product_attention` forms the logits
+with float32 accumulation and takes the softmax in float32 (XLA path; cuDNN's kernel does the
+same), then returns q's dtype; `reference_attention` is float32 throughout.
 """
 
 from __future__ import annotations
@@ -41,6 +47,77 @@ from lssvwm.nn.rope import apply_rope
 # (experiments/bench_attention/results.json). Full causal: a fixed block of 8 frames, the leanest
 # there and no slower than 16 or 32. Accelerators may prefer larger blocks: it is a layer argument.
 FULL_CAUSAL_QUERY_BLOCK = 8
+
+# What `model.attention_impl` may ask for: "auto" resolves by backend and inputs (below).
+ATTENTION_IMPLEMENTATIONS = ("auto", "xla", "cudnn")
+CUDNN_DTYPES = ("bfloat16", "float16")
+CUDNN_MAX_HEAD_DIM = 128  # 256 from Hopper on; the smaller limit is taken everywhere
+
+
+def cudnn_unsupported(dtype, head_dim: int, tokens_per_frame: int) -> str | None:
+    """Why cuDNN's fused attention cannot take these inputs (a phrase), or None when it can.
+
+    JAX's conditions (jax/_src/cudnn/fused_attention_stablehlo.py: check_layout,
+    check_is_flash_attention): q, k, v in float16 or bfloat16; a head dim that is a multiple of
+    8 and at most CUDNN_MAX_HEAD_DIM; and, because the frame mask reaches cuDNN as a bias, even
+    query and key lengths in the backward pass -- every block here holds whole frames, so an
+    even number of tokens per frame guarantees it.
+    """
+    name = jnp.dtype(dtype).name
+    if name not in CUDNN_DTYPES:
+        return f"needs a bfloat16 or float16 compute dtype (model.dtype), got {name}"
+    if head_dim % 8 or head_dim > CUDNN_MAX_HEAD_DIM:
+        return (
+            f"needs a head dim (width / num_heads) that is a multiple of 8 and at most "
+            f"{CUDNN_MAX_HEAD_DIM}, got {head_dim}"
+        )
+    if tokens_per_frame % 2:
+        return f"needs an even number of tokens per frame, got {tokens_per_frame}"
+    return None
+
+
+def accelerator_platform() -> str:
+    """This process's JAX backend, with GPUs told apart: "cuda", "rocm", "cpu", "tpu", ..."""
+    backend = jax.default_backend()
+    if backend != "gpu":
+        return backend
+    version = jax.devices()[0].client.platform_version.lower()
+    return "cuda" if "cuda" in version else "rocm"
+
+
+def resolve_attention_implementation(
+    requested: str,
+    *,
+    dtype,
+    head_dim: int,
+    tokens_per_frame: int,
+    platform: str | None = None,
+    key: str = "attention_impl",
+) -> str:
+    """The `implementation` ("xla" or "cudnn") for `model.attention_impl = requested`.
+
+    "xla" is XLA's attention on every backend. "auto" is "cudnn" on an NVIDIA GPU when
+    `cudnn_unsupported` finds nothing, else "xla". "cudnn" is a ValueError (one line) unless
+    this process runs on an NVIDIA GPU (`platform`, default `accelerator_platform()`) and the
+    inputs qualify: an explicit request is never silently replaced by another kernel. `key`
+    names the setting in the messages.
+    """
+    if requested not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"{key} must be one of {ATTENTION_IMPLEMENTATIONS}, got {requested!r}")
+    if requested == "xla":
+        return "xla"
+    unsupported = cudnn_unsupported(dtype, head_dim, tokens_per_frame)
+    platform = platform or accelerator_platform()
+    if requested == "auto":
+        return "cudnn" if platform == "cuda" and unsupported is None else "xla"
+    if unsupported is not None:
+        raise ValueError(f"{key} 'cudnn' {unsupported}")
+    if platform != "cuda":
+        raise ValueError(
+            f"{key} 'cudnn' needs an NVIDIA GPU, and this process's JAX backend is "
+            f"{platform}: use 'auto' (cuDNN where it can run, else XLA) or 'xla'"
+        )
+    return "cudnn"
 
 
 def _round_up(n: int, multiple: int) -> int:

@@ -76,6 +76,9 @@ class DiTBlock(nnx.Module):
         it, every call takes the frames' `pose_angles [b, t, pose_pairs]`.
       ssm_pose_pairs: pairs of the SSM's B and C turned by the same angles (Mamba2Mixer); 0 or
         pose_pairs when both mixers turn (one set of angles per call).
+      attention_implementation: `jax.nn.dot_product_attention`'s kernel, "xla" or "cudnn"
+        (resolved by the caller: `WorldModelConfig.attention_implementation`).
+      dtype: compute dtype (None: float32); param_dtype: parameter dtype.
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class DiTBlock(nnx.Module):
         qk_norm: bool = True,
         pose_pairs: int = 0,
         ssm_pose_pairs: int = 0,
+        attention_implementation: str | None = None,
         dtype=None,
         param_dtype=jnp.float32,
     ):
@@ -121,6 +125,7 @@ class DiTBlock(nnx.Module):
                 max_frames=max_frames,
                 qk_norm=qk_norm,
                 pose_pairs=pose_pairs,
+                implementation=attention_implementation,
                 **kw,
             )
             if use_attention

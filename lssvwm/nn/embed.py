@@ -187,7 +187,12 @@ def per_frame(v_BTD: jax.Array) -> jax.Array:
 
 
 class Unpatchify(nnx.Module):
-    """Final AdaLN + zero-initialised projection: [b, t, hp, wp, d] -> [b, t, H, W, C_out]."""
+    """Final AdaLN + zero-initialised projection: [b, t, hp, wp, d] -> [b, t, H, W, C_out].
+
+    The projection computes in float32 whatever `dtype` is (the output head, as MaxText's
+    `logits_dot_in_fp32`): the prediction, and so the diffusion loss, is not rounded to the
+    compute dtype. In float32 it is the same computation as before (bitwise).
+    """
 
     def __init__(
         self,
@@ -216,7 +221,7 @@ class Unpatchify(nnx.Module):
             ("embed", "patch"),
             rngs=rngs,
             zero=True,
-            dtype=dtype,
+            dtype=jnp.float32,
             param_dtype=param_dtype,
         )
 
