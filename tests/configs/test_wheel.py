@@ -1,5 +1,6 @@
 """The built wheel carries the configs (as `lssvwm.configs`): installed in a fresh virtual
-environment and run from another folder, it lists them and trains the tiny quickstart by name."""
+environment and run from another folder, it lists them, trains the tiny quickstart by name, and
+rolls it out and evaluates it with the README's commands."""
 
 import json
 import os
@@ -60,3 +61,11 @@ def test_the_wheel_lists_and_trains_the_quickstart_by_name_outside_the_checkout(
          "--config.data.data_dir=data"], elsewhere)  # fmt: skip
     final = json.loads((elsewhere / "run" / "eval_final.json").read_text())
     assert final["step"] == 4
+    # The README's "Rollout and evaluation" commands, on this run instead of /tmp/qs.
+    run([python, "-m", "lssvwm.rollout", "--workdir=run", "--frames=1000",
+         "--output_dir=run/rollout"], elsewhere)  # fmt: skip
+    assert any((elsewhere / "run" / "rollout").iterdir())
+    evaluate = ["--workdir=run", "--task=retrieval", "--output=run/eval/retrieval.json"]
+    run([python, "-m", "lssvwm.evaluate", *evaluate, "--data=maze3d.test_episodes=32"], elsewhere)
+    retrieval = json.loads((elsewhere / "run" / "eval" / "retrieval.json").read_text())
+    assert retrieval["num_episodes"] > 0 and retrieval["psnr"] > 0
