@@ -48,6 +48,22 @@ def isolated_flags():
         registry.__dict__.update(saved)
 
 
+def restore_module(module_name: str, previous) -> None:
+    """Puts `sys.modules[module_name]` and its parent package's attribute back as they were
+    before a fresh import: an import binds the new module on the parent package too, and
+    `from package import module` reads that attribute, so a test that patched the old module
+    (tests/data/test_build_anywhere.py patches lssvwm.data.shard_writer) would see the new one."""
+    sys.modules.pop(module_name, None)
+    parent_name, _, child = module_name.rpartition(".")
+    parent = sys.modules.get(parent_name) if parent_name else None
+    if previous is not None:
+        sys.modules[module_name] = previous
+        if parent is not None:
+            setattr(parent, child, previous)
+    elif parent is not None and hasattr(parent, child):
+        delattr(parent, child)
+
+
 def run_main(module_name: str, *args: str, monkeypatch, capsys):
     """(exit status, stderr) of `python -m module_name *args` run in this process."""
     previous = sys.modules.pop(module_name, None)
@@ -61,9 +77,7 @@ def run_main(module_name: str, *args: str, monkeypatch, capsys):
             with pytest.raises(SystemExit) as exited:
                 cli.run(module.main)
     finally:
-        sys.modules.pop(module_name, None)
-        if previous is not None:
-            sys.modules[module_name] = previous
+        restore_module(module_name, previous)
     code = exited.value.code
     return (0 if code is None else code), capsys.readouterr().err
 

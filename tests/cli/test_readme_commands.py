@@ -25,7 +25,7 @@ import sys
 import pytest
 
 from lssvwm import cli
-from tests.cli.cli_harness import error_lines, isolated_flags
+from tests.cli.cli_harness import error_lines, isolated_flags, restore_module
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -105,9 +105,7 @@ def _parse_absl(module_name, args, monkeypatch, capsys):
             except SystemExit as exited:
                 status = exited.code
     finally:
-        sys.modules.pop(module_name, None)
-        if previous is not None:
-            sys.modules[module_name] = previous
+        restore_module(module_name, previous)
     return status, capsys.readouterr().err
 
 
