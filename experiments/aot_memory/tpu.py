@@ -23,7 +23,6 @@ One record per (topology, mixer, window, remat) under results/tpu/, skipped when
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.metadata
 import json
 import os
@@ -227,26 +226,6 @@ def _kind_of(chip: str) -> str:
     return {v: k for k, v in DEVICE_KINDS.items()}[chip]
 
 
-@contextlib.contextmanager
-def traced_for(platform: str):
-    """Trace the model as it would be traced on `platform`.
-
-    The library picks two things from `jax.default_backend()` at trace time: the SSD scan's
-    schedule (lssvwm/ssm/scan.py: one chunk per loop step on CPU, all chunks at once on GPU/TPU)
-    and the attention kernel for `attention_impl="auto"`. This host's backend is the CPU, so
-    without this a TPU compile would be of the CPU-shaped program. JAX's own lowering takes the
-    platform from the devices of the shardings, not from this function.
-    """
-    import jax
-
-    original = jax.default_backend
-    jax.default_backend = lambda: platform
-    try:
-        yield
-    finally:
-        jax.default_backend = original
-
-
 def git_commit() -> dict:
     root = Path(__file__).resolve().parents[2]
 
@@ -273,9 +252,10 @@ def compile_for_topology(
     import jax
 
     from experiments.aot_memory.aot_memory import compiled_train_step_memory
+    from lssvwm.common.platform import compiling_for
 
     chip = chip_of(topology)
-    platform = "gpu" if chip == "h100" else "tpu"
+    platform = "cuda" if chip == "h100" else "tpu"
     begin = time.perf_counter()
     devices = topology_devices(topology)
     batch = batch_per_chip * len(devices)
@@ -291,12 +271,14 @@ def compile_for_topology(
         "libtpu": libtpu_version(),
         "libtpu_pinned_by_jax": libtpu_pinned_by_jax(),
     }
-    if platform == "gpu":
+    if platform == "cuda":
         base["compiler"] = f"jax-cuda12-plugin {package_version('jax-cuda12-plugin')}"
     else:
         base["compiler"] = f"libtpu {base['libtpu']}"
     try:
-        with traced_for(platform):
+        # Traced as `platform` traces it (the SSD schedule, the attention kernel), not as the
+        # CPU host would.
+        with compiling_for(platform):
             record, _ = compiled_train_step_memory(
                 config, window=window, batch=batch, devices=devices
             )

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lssvwm.common.platform import target_platform
 from lssvwm.nn.attention_cache import FrameKV, KVCache, overflowed
 from lssvwm.nn.attention_window import FrameWindow
 from lssvwm.nn.rope import apply_rope
@@ -76,15 +77,6 @@ def cudnn_unsupported(dtype, head_dim: int, tokens_per_frame: int) -> str | None
     return None
 
 
-def accelerator_platform() -> str:
-    """This process's JAX backend, with GPUs told apart: "cuda", "rocm", "cpu", "tpu", ..."""
-    backend = jax.default_backend()
-    if backend != "gpu":
-        return backend
-    version = jax.devices()[0].client.platform_version.lower()
-    return "cuda" if "cuda" in version else "rocm"
-
-
 def resolve_attention_implementation(
     requested: str,
     *,
@@ -98,7 +90,7 @@ def resolve_attention_implementation(
 
     "xla" is XLA's attention on every backend. "auto" is "cudnn" on an NVIDIA GPU when
     `cudnn_unsupported` finds nothing, else "xla". "cudnn" is a ValueError (one line) unless
-    this process runs on an NVIDIA GPU (`platform`, default `accelerator_platform()`) and the
+    the model is traced for an NVIDIA GPU (`platform`, default `target_platform()`) and the
     inputs qualify: an explicit request is never silently replaced by another kernel. `key`
     names the setting in the messages.
     """
@@ -107,7 +99,7 @@ def resolve_attention_implementation(
     if requested == "xla":
         return "xla"
     unsupported = cudnn_unsupported(dtype, head_dim, tokens_per_frame)
-    platform = platform or accelerator_platform()
+    platform = platform or target_platform()
     if requested == "auto":
         return "cudnn" if platform == "cuda" and unsupported is None else "xla"
     if unsupported is not None:

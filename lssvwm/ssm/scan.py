@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import enum
 
-import jax
-
+from lssvwm.common.platform import target_platform
 from lssvwm.ssm.chunked import ssd_chunked
 from lssvwm.ssm.recurrence import ssd_sequential
 
@@ -31,7 +30,7 @@ def _chunks_per_step_for_backend() -> int | None:
     # On CPU the all-chunks-at-once schedule is bound by memory traffic over its [chunks, ...]
     # intermediates and one chunk per scan step wins (experiments/bench_ssd). Accelerators have
     # the bandwidth and want the parallelism (not measured here: no accelerator was available).
-    return 1 if jax.default_backend() == "cpu" else None
+    return 1 if target_platform() == "cpu" else None
 
 
 def ssd(
