@@ -515,10 +515,10 @@ def _train(spec: RunSpec, workdir: pathlib.Path, config_text: str, started: floa
                 if step % training.checkpoint_every == 0 or step == training.steps:
                     save(step)
                     last_saved = step
-                if training.eval_every and step % training.eval_every == 0:
-                    evaluate_into(writer, run, state, data, step)
-                # The last step's sample is the final one, written below.
+                # The last step's figures and sample are the final ones, written below.
                 last = step == training.steps
+                if training.eval_every and step % training.eval_every == 0 and not last:
+                    evaluate_into(writer, run, state, data, step)
                 if training.sample_every and step % training.sample_every == 0 and not last:
                     write_sample(run, state, data.eval, workdir, step, writer)
                 if stop.signum is not None:

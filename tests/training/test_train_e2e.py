@@ -26,8 +26,15 @@ CONTRACT = (
 )
 
 
+# Held-out figures at step 2 and at the end (step 4): the end's are the final ones, once.
+EVAL_EVERY = 2
+
+
 def tiny_config(data_dir):
-    return load_config("configs/quickstart.py:tiny", {"data.data_dir": str(data_dir)})
+    return load_config(
+        "configs/quickstart.py:tiny",
+        {"data.data_dir": str(data_dir), "training.eval_every": EVAL_EVERY},
+    )
 
 
 def train_command(workdir, data_dir, *overrides) -> list[str]:
@@ -39,6 +46,7 @@ def train_command(workdir, data_dir, *overrides) -> list[str]:
         "--config=configs/quickstart.py:tiny",
         f"--workdir={workdir}",
         f"--config.data.data_dir={data_dir}",
+        f"--config.training.eval_every={EVAL_EVERY}",
         *overrides,
     ]
 
@@ -61,6 +69,8 @@ def test_cli_run_writes_every_output(finished_run):
     assert any(data_dir.rglob("*.array_record*")), "data was not built into data.data_dir"
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
+    # The periodic evaluation at step 2; the last step's is eval_final's, written once.
+    assert [r["step"] for r in records if "eval/val_loss" in r] == [2, 4]
     for record in records:
         if "loss" in record:
             assert {"step", "loss", "steps_per_sec", "learning_rate", "grad_norm"} <= set(record)
