@@ -64,20 +64,28 @@ def restore_module(module_name: str, previous) -> None:
         delattr(parent, child)
 
 
-def run_main(module_name: str, *args: str, monkeypatch, capsys):
-    """(exit status, stderr) of `python -m module_name *args` run in this process."""
+@contextlib.contextmanager
+def fresh_cli_module(module_name: str):
+    """`module_name` imported afresh with its absl flags defined in an isolated registry:
+    yields (module, registry); the registry and the module's old import are restored on exit."""
     previous = sys.modules.pop(module_name, None)
-    monkeypatch.setattr(sys, "argv", [module_name, *args])
-    capsys.readouterr()
     try:
-        with isolated_flags():
+        with isolated_flags() as registry:
             module = importlib.import_module(module_name)
             if hasattr(module, "_define_flags"):
                 module._define_flags()
-            with pytest.raises(SystemExit) as exited:
-                cli.run(module.main)
+            yield module, registry
     finally:
         restore_module(module_name, previous)
+
+
+def run_main(module_name: str, *args: str, monkeypatch, capsys):
+    """(exit status, stderr) of `python -m module_name *args` run in this process."""
+    monkeypatch.setattr(sys, "argv", [module_name, *args])
+    capsys.readouterr()
+    with fresh_cli_module(module_name) as (module, _):
+        with pytest.raises(SystemExit) as exited:
+            cli.run(module.main)
     code = exited.value.code
     return (0 if code is None else code), capsys.readouterr().err
 

@@ -25,7 +25,7 @@ import sys
 import pytest
 
 from lssvwm import cli
-from tests.cli.cli_harness import error_lines, isolated_flags, restore_module
+from tests.cli.cli_harness import error_lines, fresh_cli_module
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -91,21 +91,14 @@ class _Parsed(Exception):
 def _parse_absl(module_name, args, monkeypatch, capsys):
     """(exit status or None, stderr) of parsing `args` with the module's absl flags."""
     monkeypatch.setattr(sys, "argv", [module_name, *args])
-    previous = sys.modules.pop(module_name, None)
-    try:
-        with isolated_flags() as registry:
-            module = importlib.import_module(module_name)
-            if hasattr(module, "_define_flags"):
-                module._define_flags()
-            cli.define_verbose_flag(registry)
-            capsys.readouterr()
-            try:
-                cli.parse_flags(sys.argv, flag_values=registry)
-                status = None
-            except SystemExit as exited:
-                status = exited.code
-    finally:
-        restore_module(module_name, previous)
+    with fresh_cli_module(module_name) as (_, registry):
+        cli.define_verbose_flag(registry)
+        capsys.readouterr()
+        try:
+            cli.parse_flags(sys.argv, flag_values=registry)
+            status = None
+        except SystemExit as exited:
+            status = exited.code
     return status, capsys.readouterr().err
 
 
