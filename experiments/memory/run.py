@@ -154,16 +154,22 @@ def train(model: str, args) -> bool:
     return run(command, args.dry_run)
 
 
+def evaluate_command(
+    item: Probe, workdir: pathlib.Path, episodes: int, output: pathlib.Path
+) -> list[str]:
+    """The `lssvwm.evaluate` command line of `item` on the run in `workdir`."""
+    task = "retrieval" if item.task == "beyond_training" else item.task
+    command = [sys.executable, "-m", "lssvwm.evaluate", f"--workdir={workdir}"]
+    command += [f"--task={task}", f"--num_episodes={episodes}", f"--output={output}"]
+    command += ["--distance_edges=" + ",".join(map(str, DISTANCE_EDGES))]
+    return command + [flag for flag in item.flags if flag]
+
+
 def probe(item: Probe, args) -> None:
     output = args.runs / "probes" / item.path
     if output.exists():
         return
-    task = "retrieval" if item.task == "beyond_training" else item.task
-    command = [sys.executable, "-m", "lssvwm.evaluate", f"--workdir={args.runs / item.model}"]
-    command += [f"--task={task}", f"--num_episodes={args.episodes}", f"--output={output}"]
-    command += ["--distance_edges=" + ",".join(map(str, DISTANCE_EDGES))]
-    command += [flag for flag in item.flags if flag]
-    run(command, args.dry_run)
+    run(evaluate_command(item, args.runs / item.model, args.episodes, output), args.dry_run)
 
 
 # ---------------------------------------------------------------------------------------------

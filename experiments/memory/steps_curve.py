@@ -1,15 +1,16 @@
 r"""A model's memory beyond W against training steps, and the steps it would need (an
 extrapolation from the measured points, not a guess).
 
-    python -m experiments.memory.steps_curve --workdir RUNS/lssvwm --control ssm \
+    python -m experiments.memory.steps_curve --workdir RUNS/lssvwm \
         --out experiments/memory/steps_curve_lssvwm.json
 
 For every kept checkpoint of the run (train it with `--set training.keep_checkpoints=12` so that
 they survive), the blind retrieval probe of `experiments.memory.run` scores the weights twice --
-as they are, and with their memory emptied right after the context (`--control ssm`:
-`--reset=at:0:ssm`, the SSM state; `cache`: `--reset=at:0`, the attention cache of a
-full-context model) -- and the paired difference on views last seen beyond W (17-64 frames ago)
-is the memory the model uses at that step. Probes are skipped where their JSON exists.
+as they are, and with their memory emptied right after the context (the table's same-weights
+control of that model, from `run.probes_for`: the SSM state for the scan models, the attention
+cache for the full-context transformer, the store for spatial memory) -- and the paired
+difference on views last seen beyond W (17-64 frames ago) is the memory the model uses at that
+step. Probes are skipped where their JSON exists.
 
 The extrapolation fits gain = a + b log10(steps) by least squares over the measured steps and
 solves for the target gain (1.5 dB, the issue's bar); with b <= 0 there is no finite answer and
@@ -27,10 +28,8 @@ import subprocess
 import sys
 import time
 
-from configs.maze3d_memory import DISTANCE_EDGES
-from experiments.memory.run import BINS, EPISODES, RETRIEVAL_CONTEXT
+from experiments.memory.run import BINS, EPISODES, Probe, evaluate_command, probes_for
 
-CONTROLS = {"ssm": "--reset=at:0:ssm", "cache": "--reset=at:0"}
 TARGET_DB = 1.5
 
 
@@ -39,12 +38,15 @@ def kept_steps(workdir: pathlib.Path) -> list[int]:
     return sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
 
 
-def probe_command(workdir: pathlib.Path, step: int, output: pathlib.Path, reset: str | None):
-    command = [sys.executable, "-m", "lssvwm.evaluate", f"--workdir={workdir}", f"--step={step}"]
-    command += ["--task=retrieval", "--history=blind", f"--num_episodes={EPISODES}"]
-    command += [f"--context={RETRIEVAL_CONTEXT}", f"--horizon={RETRIEVAL_CONTEXT - 1}"]
-    command += ["--distance_edges=" + ",".join(map(str, DISTANCE_EDGES)), f"--output={output}"]
-    return command + ([reset] if reset else [])
+def blind_retrieval_pair(model: str) -> tuple[Probe, Probe]:
+    """The table's blind retrieval probe of `model` and its same-weights control (its memory
+    emptied right after the context)."""
+    blind = [p for p in probes_for(model) if p.probe == "blind" and p.task == "retrieval"]
+    kept = [p for p in blind if p.name == model]
+    emptied = [p for p in blind if p.name != model]
+    if not kept or not emptied:
+        raise ValueError(f"model {model!r} has no memory to empty (no same-weights control)")
+    return kept[0], emptied[0]
 
 
 def fit_log_steps(steps: list[int], gains: list[float]) -> tuple[float, float]:
@@ -94,20 +96,23 @@ def curve(results: dict[int, tuple[dict, dict]]) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=pathlib.Path, required=True)
-    parser.add_argument("--control", choices=sorted(CONTROLS), default="ssm")
+    parser.add_argument("--model", default=None, help="the run's mixer (default: its dir name)")
     parser.add_argument("--steps", default="", help="checkpoint steps (default: every kept one)")
     parser.add_argument("--out", type=pathlib.Path, required=True)
     args = parser.parse_args(argv)
     begin = time.perf_counter()
+    model = args.model or args.workdir.name
+    pair_probes = blind_retrieval_pair(model)
     steps = [int(s) for s in args.steps.split(",") if s] or kept_steps(args.workdir)
     probes_dir = args.workdir / "steps_curve"
     results = {}
     for step in steps:
         pair = []
-        for name, reset in (("kept", None), ("emptied", CONTROLS[args.control])):
+        for name, item in zip(("kept", "emptied"), pair_probes, strict=True):
             output = probes_dir / f"{step}_{name}.json"
             if not output.exists():
-                command = probe_command(args.workdir, step, output, reset)
+                command = evaluate_command(item, args.workdir, EPISODES, output)
+                command.append(f"--step={step}")
                 print(" ".join(command), flush=True)
                 subprocess.run(command, check=True)
             pair.append(json.loads(output.read_text()))
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         command="python -m experiments.memory.steps_curve " + " ".join(argv or sys.argv[1:]),
         commit=commit.stdout.strip(),
         run=args.workdir.name,
-        control=args.control,
+        control=pair_probes[1].name,
         bin=BINS["beyond_W"],
         wall_seconds_this_call=round(time.perf_counter() - begin, 1),
     )

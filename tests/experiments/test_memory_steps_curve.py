@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from experiments.memory import steps_curve
+from experiments.memory import run, steps_curve
 from tests.experiments.test_memory_run import _result
 
 
@@ -36,3 +36,16 @@ def test_the_curve_pairs_each_step_with_its_emptied_self_beyond_w():
     assert [p["gain_db"] for p in record["points"]] == pytest.approx([0.5, 1.0])
     assert record["fit"]["b_db_per_decade"] == pytest.approx(0.5 / math.log10(2))
     assert record["fit"]["steps_to_target"] == round(1000 * 2**2)  # +0.5 dB per doubling
+
+
+def test_each_checkpoint_is_probed_as_the_table_probes_it_and_against_its_own_control(tmp_path):
+    kept, emptied = steps_curve.blind_retrieval_pair("lssvwm")
+    assert (kept.name, emptied.name) == ("lssvwm", "lssvwm_ssm_zeroed")
+    assert set(emptied.flags) - set(kept.flags) == {"--reset=at:0:ssm"}
+    # The full-context transformer's control is its attention cache cleared.
+    _, cleared = steps_curve.blind_retrieval_pair("causal_full")
+    assert cleared.name == "causal_full_cache_cleared" and "--reset=at:0" in cleared.flags
+    command = run.evaluate_command(kept, tmp_path, 32, tmp_path / "out.json")
+    assert command[1:3] == ["-m", "lssvwm.evaluate"] and "--history=blind" in command
+    with pytest.raises(ValueError, match="'causal_window' has no memory to empty"):
+        steps_curve.blind_retrieval_pair("causal_window")
