@@ -13,14 +13,18 @@ only its own rows, and each model's peak memory is its own):
     `lssvwm.train` on a `--train-batch` x T batch of random episode fields: compile seconds,
     XLA's `memory_analysis` (temporaries, arguments) and `cost_analysis` FLOPs, the median step
     seconds over `--reps` steps, and the achieved FLOP/s as a fraction of this device's matmul
-    peak measured in the same process (`matmul_peak`). On an accelerator a step whose compiled
-    need exceeds the device's memory is recorded as not fitting, not run. The growth exponent
-    of the step time in T (least squares on log-log) is fitted per model;
+    peak measured in the same process (`matmul_peak`). Every window is compiled first and the
+    steps are then timed round-robin (one step of each window per round), so that a slow spell
+    of a shared machine falls on every window alike: the ratios are measured side by side. On
+    an accelerator a step whose compiled need exceeds the device's memory is recorded as not
+    fitting, not run. The growth exponent of the step time in T (least squares on log-log) is
+    fitted per model;
   * **rollout**: for each frame N of `--frames`, the per-frame generation time at frame N
     (batch 1, random weights, the config's sampler steps) after a prefilled history of
     N - `--window` // 2 frames, and the carried cache's bytes split into SSM states, attention
     keys/values and the spatial store (`experiments.bench_family`'s method: growing caches
     reserved exactly); models with a growing (full-context) cache stop at `--growing-max`.
+    Likewise every N is prefilled first and the frames are then generated round-robin.
   * the worker's peak memory: the process's peak resident set, and on an accelerator the
     device's peak bytes in use.
 Every figure is also given relative to the first model's (LSSVWM by default) in the same run.
@@ -102,12 +106,26 @@ def model_config_for(args, model: str, overrides: dict):
     return load_config(f"{args.config}:mixer={model}", overrides={**args.overrides, **overrides})
 
 
-def measure_train(args, model: str, window: int, peak: dict) -> dict:
-    """One window's train step: compile, memory, FLOPs, median step seconds."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
+class TrainCase:
+    """One window's compiled train step (`prepare_train`) and its row; `step()` runs one step
+    on its own state (donated and replaced) and returns its seconds."""
 
+    def __init__(self, row: dict, compiled, state, batch):
+        self.row, self._compiled, self._state, self._batch = row, compiled, state, batch
+        self.loss = None
+
+    def step(self) -> float:
+        import jax
+
+        begin = time.perf_counter()
+        self._state, _, metrics = self._compiled(self._state, None, self._batch)
+        self.loss = jax.block_until_ready(metrics["loss"])
+        return time.perf_counter() - begin
+
+
+def prepare_train(args, model: str, window: int) -> TrainCase:
+    """One window's train step, compiled: its row holds compile seconds, XLA's memory and FLOPs,
+    and `fits` (False, with a note, where the compiled need exceeds the device)."""
     from experiments.benchmarking import compiled_costs, random_episode_fields
     from lssvwm.models import count_parameters
     from lssvwm.run_spec import RunSpec
@@ -145,42 +163,69 @@ def measure_train(args, model: str, window: int, peak: dict) -> dict:
     row.update(compiled_costs(compiled))
     limit = device_bytes_limit()
     need = (row["temp_bytes"] or 0) + (row["argument_bytes"] or 0)
-    if limit is not None and need > limit:
-        row["fits"] = False
+    row["fits"] = limit is None or need <= limit
+    if not row["fits"]:
         row["note"] = f"compiled need {need / 2**30:.1f} GiB > device limit {limit / 2**30:.1f} GiB"
-        return row
-    row["fits"] = True
-    seconds = []
-    for _ in range(args.reps + 1):  # the first call is a warm-up
-        begin = time.perf_counter()
-        state, _, metrics = compiled(state, None, batch)
-        jax.block_until_ready(metrics["loss"])
-        seconds.append(time.perf_counter() - begin)
-    row["step_seconds"] = float(np.median(seconds[1:]))
-    row["step_seconds_all"] = [round(s, 5) for s in seconds[1:]]
-    row["loss_finite"] = bool(jnp.isfinite(metrics["loss"]))
-    if row["flops"]:
-        row["flops_per_second"] = row["flops"] / row["step_seconds"]
-        row["fraction_of_matmul_peak"] = row["flops_per_second"] / peak["float32"]
-    return row
+    return TrainCase(row, compiled, state, batch)
 
 
-def measure_rollout(args, model: str, frame: int) -> dict:
-    """The per-frame generation time at `frame` and the carried cache (bench_family's method)."""
-    import jax
+def time_train(cases: list[TrainCase], reps: int, peak: dict) -> None:
+    """Times the cases' steps round-robin -- one step of each window per round, after a warm-up
+    round -- so that a slow spell of a shared machine falls on every window alike and the
+    growth exponent is measured side by side; fills each row's median step seconds."""
     import numpy as np
-    from flax import nnx
+
+    seconds = {id(case): [] for case in cases}
+    for round_index in range(reps + 1):
+        for case in cases:
+            elapsed = case.step()
+            if round_index:
+                seconds[id(case)].append(elapsed)
+    for case in cases:
+        row = case.row
+        row["step_seconds"] = float(np.median(seconds[id(case)]))
+        row["step_seconds_all"] = [round(s, 5) for s in seconds[id(case)]]
+        row["loss_finite"] = bool(np.isfinite(case.loss))
+        if row["flops"]:
+            row["flops_per_second"] = row["flops"] / row["step_seconds"]
+            row["fraction_of_matmul_peak"] = row["flops_per_second"] / peak["float32"]
+
+
+class RolloutCase:
+    """A prefilled stream at frame N (`prepare_rollout`): `unit()` generates the next unit and
+    returns its seconds per frame."""
+
+    def __init__(self, row: dict, sampler, cache, actions, history: int, rng):
+        self.row, self._sampler, self._cache = row, sampler, cache
+        self._actions, self._start, self._rng, self._index = actions, history, rng, 0
+
+    def unit(self) -> float:
+        import jax
+        import numpy as np
+
+        unit = self._sampler.unit
+        actions_U = self._actions[:, self._start : self._start + unit]
+        begin = time.perf_counter()
+        frames_U, self._cache = self._sampler.sample_unit(
+            self._cache, actions_U, self._rng, self._index
+        )
+        np.asarray(frames_U)  # waits for the unit and brings it to the host, as a rollout does
+        jax.block_until_ready(self._cache)
+        self._start, self._index = self._start + unit, self._index + 1
+        return (time.perf_counter() - begin) / unit
+
+
+def prepare_rollout(args, model: str, frame: int, network, diffusion) -> RolloutCase:
+    """A stream of `network` (batch 1, random weights) prefilled with N - `--window` // 2
+    frames, its unit function compiled, and the carried cache measured (bench_family's method:
+    growing caches reserved for exactly the frames to come)."""
+    import jax
 
     from experiments.bench_family.bench_family import WindowSampler, cache_split
     from experiments.benchmarking import random_episode_fields
-    from lssvwm.diffusion import DiffusionConfig
-    from lssvwm.evaluation.streaming import stream_generate
-    from lssvwm.models import WorldModel, WorldModelConfig, inputs
+    from lssvwm.models import inputs
 
-    config = model_config_for(args, model, {})
-    model_config = WorldModelConfig.from_mapping(config.model.to_dict())
-    diffusion = DiffusionConfig.from_mapping(config.diffusion)
-    network = nnx.jit(lambda: WorldModel(model_config, rngs=nnx.Rngs(args.seed)))()
+    model_config = network.config
     history = frame - args.window // 2
     fields = random_episode_fields(model_config, 1, history + args.window, args.seed)
     video = inputs.model_frames(fields, model_config)
@@ -190,19 +235,52 @@ def measure_rollout(args, model: str, frame: int) -> dict:
     begin = time.perf_counter()  # compile the prefill (and run it once) off the clock
     jax.block_until_ready(sampler.prefill(*context, jax.random.PRNGKey(1)))
     prefill_compile = time.perf_counter() - begin
-    stream = stream_generate(sampler, *context, actions[:, history:], jax.random.PRNGKey(0))
-    return dict(
+    begin = time.perf_counter()
+    cache = jax.block_until_ready(sampler.prefill(*context, jax.random.PRNGKey(1)))
+    prefill_seconds = time.perf_counter() - begin
+    rng = jax.random.PRNGKey(0)
+    begin = time.perf_counter()  # compile the unit (and run it once) on a result thrown away
+    jax.block_until_ready(sampler.sample_unit(cache, actions[:, history : history + 1], rng))
+    unit_compile = time.perf_counter() - begin
+    row = dict(
         kind="rollout",
         model=model,
         frame=frame,
         history=history,
-        seconds_per_frame=float(np.median(stream.per_frame_seconds)),
-        prefill_seconds=stream.prefill_seconds,
+        prefill_seconds=prefill_seconds,
         prefill_compile_seconds=prefill_compile,
-        unit_compile_seconds=stream.compile_seconds,
-        cache=cache_split(stream.cache),
+        unit_compile_seconds=unit_compile,
+        cache=cache_split(cache),
         sampler_steps=diffusion.sampler_steps,
     )
+    return RolloutCase(row, sampler, cache, actions, history, rng)
+
+
+def time_rollouts(cases: list[RolloutCase], units: int) -> None:
+    """Generates `units` units of every stream round-robin (one unit of each N per round), so
+    the per-frame times at different N are measured side by side; fills each row's median."""
+    import numpy as np
+
+    seconds = {id(case): [] for case in cases}
+    for _ in range(units):
+        for case in cases:
+            seconds[id(case)].append(case.unit())
+    for case in cases:
+        case.row["seconds_per_frame"] = float(np.median(seconds[id(case)]))
+        case.row["seconds_per_frame_all"] = [round(s, 5) for s in seconds[id(case)]]
+
+
+def rollout_network(args, model: str):
+    """(the model with random weights, its DiffusionConfig) for the rollout streams."""
+    from flax import nnx
+
+    from lssvwm.diffusion import DiffusionConfig
+    from lssvwm.models import WorldModel, WorldModelConfig
+
+    config = model_config_for(args, model, {})
+    model_config = WorldModelConfig.from_mapping(config.model.to_dict())
+    network = nnx.jit(lambda: WorldModel(model_config, rngs=nnx.Rngs(args.seed)))()
+    return network, DiffusionConfig.from_mapping(config.diffusion)
 
 
 def grows_with_history(args, model: str) -> bool:
@@ -228,27 +306,49 @@ def worker(args) -> None:
             jax=jax.__version__,
         )
     )
+    # Training: every window compiled first, then timed round-robin (time_train).
+    cases = []
     for window in args.train_windows:
         try:
-            row = measure_train(args, model, window, peak)
+            case = prepare_train(args, model, window)
         except Exception as error:  # noqa: BLE001 -- e.g. out of memory: record it, go on
-            row = dict(kind="train", model=model, window=window, error=_first_line(error))
-        emit(row)
-        log(_describe(row))
-        if row.get("fits") is False or "error" in row:
+            emit(dict(kind="train", model=model, window=window, error=_first_line(error)))
             break  # longer windows need more
-    growing = grows_with_history(args, model)
-    for frame in args.frames:
-        if growing and frame > args.growing_max:
-            continue
-        try:
-            row = measure_rollout(args, model, frame)
-        except Exception as error:  # noqa: BLE001
-            row = dict(kind="rollout", model=model, frame=frame, error=_first_line(error))
-        emit(row)
-        log(_describe(row))
-        if "error" in row:
+        log(f"{model} train T={window}: compiled in {case.row['compile_seconds']:.0f} s")
+        if not case.row["fits"]:
+            emit(case.row)
             break
+        cases.append(case)
+    try:
+        time_train(cases, args.reps, peak)
+    except Exception as error:  # noqa: BLE001 -- a step that fails at run time fails them all
+        for case in cases:
+            case.row["error"] = _first_line(error)
+    for case in cases:
+        emit(case.row)
+        log(_describe(case.row))
+    del cases  # their states and compiled steps
+    # Generation: every frame N prefilled first, then generated round-robin (time_rollouts).
+    frames = [
+        n for n in args.frames if not grows_with_history(args, model) or n <= args.growing_max
+    ]
+    streams = []
+    if frames:
+        network, diffusion = rollout_network(args, model)
+    for frame in frames:
+        try:
+            streams.append(prepare_rollout(args, model, frame, network, diffusion))
+        except Exception as error:  # noqa: BLE001
+            emit(dict(kind="rollout", model=model, frame=frame, error=_first_line(error)))
+            break
+    try:
+        time_rollouts(streams, units=max(1, args.window // network.unit) if frames else 0)
+    except Exception as error:  # noqa: BLE001
+        for stream in streams:
+            stream.row["error"] = _first_line(error)
+    for stream in streams:
+        emit(stream.row)
+        log(_describe(stream.row))
     emit(
         dict(
             kind="peak",

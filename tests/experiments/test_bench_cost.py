@@ -64,3 +64,31 @@ def test_summary_ratios_and_table_skip_what_did_not_fit():
 def test_frames_too_early_for_the_window_are_refused():
     with pytest.raises(SystemExit):
         bench_cost.parse_args(["--frames", "5", "--window", "20"])
+
+
+class _FakeCase:
+    """Stands for a compiled window or a prefilled stream: records when it was run."""
+
+    def __init__(self, name, seconds, calls):
+        self.row, self.name, self._seconds, self._calls = dict(flops=None), name, seconds, calls
+        self.loss = 0.5
+
+    def step(self):
+        self._calls.append(self.name)
+        return self._seconds.pop(0)
+
+    unit = step
+
+
+def test_windows_and_frames_are_timed_round_robin_after_a_warm_up():
+    calls = []
+    cases = [_FakeCase("T16", [9.0, 1.0, 3.0, 2.0], calls), _FakeCase("T32", [9.0, 4, 6, 5], calls)]
+    bench_cost.time_train(cases, reps=3, peak={"float32": 1.0})
+    assert calls == ["T16", "T32"] * 4  # one step of each window per round
+    assert [c.row["step_seconds"] for c in cases] == [2.0, 5.0]  # the warm-up (9 s) left out
+    assert cases[0].row["step_seconds_all"] == [1.0, 3.0, 2.0]
+    calls.clear()
+    streams = [_FakeCase("N100", [0.1, 0.3, 0.2], calls), _FakeCase("N4000", [0.2] * 3, calls)]
+    bench_cost.time_rollouts(streams, units=3)
+    assert calls == ["N100", "N4000"] * 3
+    assert [s.row["seconds_per_frame"] for s in streams] == [0.2, 0.2]
