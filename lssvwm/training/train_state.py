@@ -91,8 +91,20 @@ def apply_gradients(
         "ema_decay": ema_decay_at(ema_decay, step),
     }
     if schedule is not None:
-        metrics["learning_rate"] = schedule(step)
+        metrics["learning_rate"] = schedule(schedule_count(state["opt_state"], step))
     return new_state, metrics
+
+
+def schedule_count(opt_state, default):
+    """The step count the optimizer's learning-rate schedule reads (optax's
+    ScaleByScheduleState): behind the train step after non-finite steps, which leave the
+    optimizer state as it was; `default` where the optimizer has no schedule state."""
+    counts = [
+        value
+        for path, value in optax.tree_utils.tree_get_all_with_path(opt_state, "count")
+        if getattr(path[-1], "tuple_name", None) == "ScaleByScheduleState"
+    ]
+    return counts[0] if counts else default
 
 
 def abstract_train_state(state: TrainState):

@@ -15,11 +15,12 @@ resumed run draws exactly what an uninterrupted one would, with or without a pol
 Non-finite guard, on device, with no host read: a step whose loss, gradient norm (before
 clipping) or new parameter norm is not finite changes nothing -- parameters, optimizer state
 and EMA stay those of the step before (a `jnp.where` over the state; the optimizer's own count
-does not advance) -- while `step` still advances (its batch is spent; the next step draws new
-noise). Its `nonfinite` metric says which quantity failed (`NONFINITE_BITS`; 0: a finite step),
-and under a state policy the carried cache restarts empty after it. Counting skipped steps and
-stopping on them is the host's (lssvwm.training.metrics.NonfiniteGuard, read at logged and
-saved steps only).
+does not advance, so its learning-rate schedule, and the logged `learning_rate`, run behind
+`step` by the steps skipped) -- while `step` still advances (its batch is spent; the next step
+draws new noise). Its `nonfinite` metric says which quantity failed (`NONFINITE_BITS`; 0: a
+finite step), and under a state policy the carried cache restarts empty after it. Counting
+skipped steps and stopping on them is the host's (lssvwm.training.metrics.NonfiniteGuard, read
+at logged and saved steps only).
 
 `batch`: host data placed on the mesh -- `frames` uint8 [b, t, H, W, C] (scaled to [-1, 1]
 inside the step: a quarter of the bytes cross the host link), `depth` float32 [b, t, H, W] for

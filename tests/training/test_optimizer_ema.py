@@ -85,3 +85,24 @@ def test_unknown_optimizer_field_is_named():
 
     with pytest.raises(ValueError, match="lr"):
         make_optimizer(ml_collections.ConfigDict(section), total_steps=10)
+
+
+def test_the_logged_learning_rate_is_the_one_the_optimizer_applied_after_skipped_steps():
+    from lssvwm.training.train_state import apply_gradients
+
+    section = default_config()
+    section.update(learning_rate=1e-2, warmup_steps=10, grad_clip=0.0, weight_decay=0.0)
+    tx, schedule = make_optimizer(section, total_steps=100)
+    params = {"w": jnp.ones((2, 2))}
+    grads = {"w": jnp.ones((2, 2))}
+    opt_state = tx.init(params)
+    for _ in range(3):  # three applied updates...
+        _, opt_state = tx.update(grads, opt_state, params)
+    # ...and two non-finite steps skipped: the train step is 5, the optimizer's count 3.
+    state = {"step": jnp.int32(5), "params": params, "opt_state": opt_state, "ema": params}
+    new_state, metrics = apply_gradients(state, grads, tx, 0.9, schedule)
+    assert float(metrics["learning_rate"]) == pytest.approx(float(schedule(3)))
+    assert float(schedule(3)) != pytest.approx(float(schedule(5)))
+    # Adam's first step moves each weight by about the learning rate it applied.
+    applied = float(jnp.abs(new_state["params"]["w"] - params["w"]).max())
+    assert applied == pytest.approx(float(schedule(3)), rel=1e-3)
