@@ -14,8 +14,9 @@ only its own rows, and each model's peak memory is its own):
     XLA's `memory_analysis` (temporaries, arguments) and `cost_analysis` FLOPs, the median step
     seconds over `--reps` steps, and the achieved FLOP/s as a fraction of this device's matmul
     peak measured in the same process (`matmul_peak`). Every window is compiled first and the
-    steps are then timed round-robin (one step of each window per round), so that a slow spell
-    of a shared machine falls on every window alike: the ratios are measured side by side. On
+    steps are then timed round-robin (`--reps` rounds, each running every window in a short
+    burst: `round_robin`), so that a slow spell of a shared machine falls on every window
+    alike: the ratios are measured side by side. On
     an accelerator a step whose compiled need exceeds the device's memory is recorded as not
     fitting, not run. The growth exponent of the step time in T (least squares on log-log) is
     fitted per model;
@@ -169,18 +170,32 @@ def prepare_train(args, model: str, window: int) -> TrainCase:
     return TrainCase(row, compiled, state, batch)
 
 
-def time_train(cases: list[TrainCase], reps: int, peak: dict) -> None:
-    """Times the cases' steps round-robin -- one step of each window per round, after a warm-up
-    round -- so that a slow spell of a shared machine falls on every window alike and the
-    growth exponent is measured side by side; fills each row's median step seconds."""
+def round_robin(
+    cases: list, run_one, rounds: int, timed_per_round: int, warm_up: bool = True
+) -> dict[int, list]:
+    """{id(case): seconds} of `rounds` rounds over `cases`: in each, every case in turn runs
+    one untimed call (with `warm_up`), then `timed_per_round` timed ones (`run_one(case)`
+    returns seconds).
+
+    Side by side: a slow spell of a shared machine falls on every case alike, where timing the
+    cases one after the other gives it to whichever ran then. In bursts, each after a call of
+    its own: a step right after another program's runs slower on this CPU (measured: the
+    16-frame LSSVWM step took 0.44 s after a 512-frame one, 0.20-0.25 s after itself), and
+    real training repeats one program."""
+    seconds = {id(case): [] for case in cases}
+    for _ in range(rounds):
+        for case in cases:
+            if warm_up:
+                run_one(case)
+            seconds[id(case)] += [run_one(case) for _ in range(timed_per_round)]
+    return seconds
+
+
+def time_train(cases: list[TrainCase], rounds: int, peak: dict, steps_per_round: int = 2) -> None:
+    """Times the cases' train steps (`round_robin`); fills each row's median step seconds."""
     import numpy as np
 
-    seconds = {id(case): [] for case in cases}
-    for round_index in range(reps + 1):
-        for case in cases:
-            elapsed = case.step()
-            if round_index:
-                seconds[id(case)].append(elapsed)
+    seconds = round_robin(cases, lambda case: case.step(), rounds, steps_per_round)
     for case in cases:
         row = case.row
         row["step_seconds"] = float(np.median(seconds[id(case)]))
@@ -256,15 +271,17 @@ def prepare_rollout(args, model: str, frame: int, network, diffusion) -> Rollout
     return RolloutCase(row, sampler, cache, actions, history, rng)
 
 
-def time_rollouts(cases: list[RolloutCase], units: int) -> None:
-    """Generates `units` units of every stream round-robin (one unit of each N per round), so
-    the per-frame times at different N are measured side by side; fills each row's median."""
+def time_rollouts(cases: list[RolloutCase], units: int, rounds: int = 4) -> None:
+    """Generates at most `units` units of every stream, in at most `rounds` rounds
+    (`round_robin`: one untimed unit, then timed ones); fills each row's median seconds per
+    frame."""
     import numpy as np
 
-    seconds = {id(case): [] for case in cases}
-    for _ in range(units):
-        for case in cases:
-            seconds[id(case)].append(case.unit())
+    if units >= 2:  # each stream generates exactly `units` units: its actions end there
+        rounds = min(rounds, units // 2)
+        seconds = round_robin(cases, lambda case: case.unit(), rounds, units // rounds - 1)
+    else:
+        seconds = round_robin(cases, lambda case: case.unit(), 1, 1, warm_up=False)
     for case in cases:
         case.row["seconds_per_frame"] = float(np.median(seconds[id(case)]))
         case.row["seconds_per_frame_all"] = [round(s, 5) for s in seconds[id(case)]]
@@ -572,7 +589,12 @@ def parse_args(argv: list[str]):
     parser.add_argument("--set", action="append", default=[], help="override KEY=VALUE")
     parser.add_argument("--train-windows", default=TRAIN_WINDOWS, help="frames per window")
     parser.add_argument("--train-batch", type=int, default=1, help="windows per train step")
-    parser.add_argument("--reps", type=int, default=3, help="timed train steps per window")
+    parser.add_argument(
+        "--reps",
+        type=int,
+        default=3,
+        help="rounds of train steps per window (each: 1 untimed step, 2 timed)",
+    )
     parser.add_argument("--frames", default=FRAMES, help="frames N of the per-frame times")
     parser.add_argument("--growing-max", type=int, default=GROWING_MAX)
     parser.add_argument("--window", type=int, default=WINDOW, help="frames generated per N")

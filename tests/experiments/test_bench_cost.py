@@ -80,15 +80,21 @@ class _FakeCase:
     unit = step
 
 
-def test_windows_and_frames_are_timed_round_robin_after_a_warm_up():
+def test_windows_and_frames_are_timed_round_robin_in_bursts_after_a_warm_up():
     calls = []
-    cases = [_FakeCase("T16", [9.0, 1.0, 3.0, 2.0], calls), _FakeCase("T32", [9.0, 4, 6, 5], calls)]
-    bench_cost.time_train(cases, reps=3, peak={"float32": 1.0})
-    assert calls == ["T16", "T32"] * 4  # one step of each window per round
-    assert [c.row["step_seconds"] for c in cases] == [2.0, 5.0]  # the warm-up (9 s) left out
-    assert cases[0].row["step_seconds_all"] == [1.0, 3.0, 2.0]
+    t16 = _FakeCase("T16", [9.0, 1.0, 3.0, 9.0, 2.0, 2.0], calls)
+    t32 = _FakeCase("T32", [9.0, 4.0, 6.0, 9.0, 5.0, 5.0], calls)
+    bench_cost.time_train([t16, t32], rounds=2, peak={"float32": 1.0})
+    # Each round: every window in turn, one untimed step then two timed ones.
+    assert calls == ["T16"] * 3 + ["T32"] * 3 + ["T16"] * 3 + ["T32"] * 3
+    assert t16.row["step_seconds_all"] == [1.0, 3.0, 2.0, 2.0]  # the untimed 9 s left out
+    assert [t16.row["step_seconds"], t32.row["step_seconds"]] == [2.0, 5.0]
     calls.clear()
-    streams = [_FakeCase("N100", [0.1, 0.3, 0.2], calls), _FakeCase("N4000", [0.2] * 3, calls)]
-    bench_cost.time_rollouts(streams, units=3)
-    assert calls == ["N100", "N4000"] * 3
+    streams = [_FakeCase(f"N{n}", [0.5, 0.1, 0.3, 0.2, 0.2] * 4, calls) for n in (100, 4000)]
+    bench_cost.time_rollouts(streams, units=20)
+    assert len(calls) == 40 and calls[:10] == ["N100"] * 5 + ["N4000"] * 5  # 20 units each
     assert [s.row["seconds_per_frame"] for s in streams] == [0.2, 0.2]
+    for units in (1, 3, 4, 5):  # never more units than the stream has actions for
+        calls.clear()
+        bench_cost.time_rollouts([_FakeCase("N", [0.1] * 20, calls)], units=units)
+        assert 1 <= len(calls) <= units
