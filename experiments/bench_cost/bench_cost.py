@@ -41,6 +41,8 @@ import pathlib
 import resource
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 MODELS = "lssvwm,causal_full,causal_window,mamba2,spatial_memory"
@@ -402,24 +404,33 @@ def _describe(row: dict) -> str:
 # Parent: one worker per model, then the fits, the table and the plots.
 
 
-def run_worker(args, argv: list[str], model: str) -> list[dict]:
+def run_worker(args, argv: list[str], model: str, command: list[str] | None = None) -> list[dict]:
     """The rows of one model's worker process (and a `worker_failed` row if it did not end
-    well: out of memory, a crash, `--worker-timeout`)."""
+    well: out of memory, a crash, `--worker-timeout`). The worker's log lines are shown as
+    they come (a model can take half an hour); its stderr is kept for the failure's detail."""
     log(f"{model}: worker starting")
-    command = [sys.executable, "-m", "experiments.bench_cost.bench_cost", *argv, "--worker", model]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=args.worker_timeout)
-        output, code, detail = done.stdout, done.returncode, done.stderr.strip().splitlines()[-1:]
-    except subprocess.TimeoutExpired as expired:
-        output = expired.stdout or ""
-        output = output.decode() if isinstance(output, bytes) else output
-        code, detail = "timeout", [f"after {args.worker_timeout} s"]
+    worker_command = [sys.executable, "-m", "experiments.bench_cost.bench_cost", *argv]
+    command = command or [*worker_command, "--worker", model]
     rows = []
-    for line in output.splitlines():
-        if line.startswith("ROW "):
-            rows.append(json.loads(line[4:]))
-        else:
-            print(f"  {model}| {line}", flush=True)
+    with tempfile.TemporaryFile("w+") as stderr:
+        worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        timer = None
+        if args.worker_timeout:
+            timer = threading.Timer(args.worker_timeout, worker.kill)
+            timer.start()
+        for line in worker.stdout:
+            if line.startswith("ROW "):
+                rows.append(json.loads(line[4:]))
+            else:
+                print(f"  {model}| {line.rstrip()}", flush=True)
+        code = worker.wait()
+        timed_out = timer is not None and not timer.is_alive() and code != 0
+        if timer is not None:
+            timer.cancel()
+        stderr.seek(0)
+        detail = stderr.read().strip().splitlines()[-1:]
+    if timed_out:
+        code, detail = "timeout", [f"after {args.worker_timeout} s"]
     if code != 0:
         rows.append(dict(kind="worker_failed", model=model, code=code, detail=detail))
         log(f"{model}: worker ended with {code} {detail}")

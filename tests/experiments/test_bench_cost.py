@@ -98,3 +98,22 @@ def test_windows_and_frames_are_timed_round_robin_in_bursts_after_a_warm_up():
         calls.clear()
         bench_cost.time_rollouts([_FakeCase("N", [0.1] * 20, calls)], units=units)
         assert 1 <= len(calls) <= units
+
+
+def test_a_worker_s_rows_and_log_lines_are_read_as_they_come_and_its_failure_recorded(capsys):
+    import argparse
+    import sys
+
+    args = argparse.Namespace(worker_timeout=None)
+    script = (
+        'import sys; print(\'ROW {"kind": "train", "model": "m"}\'); print(\'compiled\');'
+        "sys.stderr.write('warning\\nMemoryError: boom\\n'); sys.exit(3)"
+    )
+    rows = bench_cost.run_worker(args, [], "m", command=[sys.executable, "-c", script])
+    assert rows[0] == {"kind": "train", "model": "m"}
+    assert rows[1] == dict(kind="worker_failed", model="m", code=3, detail=["MemoryError: boom"])
+    assert "  m| compiled" in capsys.readouterr().out
+    args.worker_timeout = 0.5
+    sleeper = [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(30)"]
+    rows = bench_cost.run_worker(args, [], "m", command=sleeper)
+    assert rows == [dict(kind="worker_failed", model="m", code="timeout", detail=["after 0.5 s"])]
