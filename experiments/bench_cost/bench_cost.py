@@ -582,8 +582,15 @@ def plot(record: dict, out: pathlib.Path) -> None:
 
 def _finish(fig, axes, title: str, path: pathlib.Path) -> None:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     for ax in axes:
+        # The measured windows / frames as plain numbers; log axes' minor labels overlap.
+        xs = sorted({x for line in ax.lines for x in line.get_xdata()})
+        if xs:
+            ax.set_xticks(xs)
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, which="both", alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7)
