@@ -110,17 +110,33 @@ def _parse_size(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
+# The TPU compiler's two out-of-memory messages (libtpu 0.0.42): the whole plan's use, or -- when
+# it stops early -- the temporaries alone (a lower bound on the need: arguments not counted).
+_HBM_OOM = (
+    ("used", r"Used ([0-9.]+[KMGT]?i?B?) of ([0-9.]+[KMGT]?i?B?) hbm"),
+    (
+        "temporaries",
+        r"required for HLO temporaries \(([0-9.]+[KMGT]?i?B?)\) exceeds available HBM "
+        r"\(([0-9.]+[KMGT]?i?B?)\)",
+    ),
+)
+
+
 def parse_hbm_oom(message: str) -> dict | None:
     """The bytes the TPU compiler says a step needs, from its out-of-memory error, e.g.
     "Ran out of memory in memory space hbm. Used 45.48G of 15.75G hbm. Exceeded hbm capacity by
-    29.73G." -> {"used_bytes": ..., "capacity_bytes": ...}; None if the message is not one."""
-    match = re.search(r"Used ([0-9.]+[KMGT]?i?B?) of ([0-9.]+[KMGT]?i?B?) hbm", message)
-    if not match:
-        return None
-    return {
-        "used_bytes": _parse_size(match.group(1)),
-        "capacity_bytes": _parse_size(match.group(2)),
-    }
+    29.73G." or "Ran out of memory on HBM, the total memory required for HLO temporaries
+    (37.75G) exceeds available HBM (15.75G)." -> {"used_bytes", "capacity_bytes", "counted":
+    "used" | "temporaries"}; None if the message is not one."""
+    for counted, pattern in _HBM_OOM:
+        match = re.search(pattern, message)
+        if match:
+            return {
+                "used_bytes": _parse_size(match.group(1)),
+                "capacity_bytes": _parse_size(match.group(2)),
+                "counted": counted,
+            }
+    return None
 
 
 def package_version(name: str) -> str | None:
@@ -234,10 +250,10 @@ def git_commit() -> dict:
             ["git", *args], cwd=root, capture_output=True, text=True, check=False
         ).stdout
 
-    dirty = [
-        line[3:] for line in git("status", "--porcelain", "--", "lssvwm", "configs").splitlines()
-    ]
-    # Uncommitted changes to the library or configs this compile traced (others' work in progress).
+    # Uncommitted changes to the library or configs this compile traced (others' work in
+    # progress); untracked files left out (a worktree's `lssvwm/configs` link, scratch files).
+    status = git("status", "--porcelain", "--untracked-files=no", "--", "lssvwm", "configs")
+    dirty = [line[3:] for line in status.splitlines()]
     return {"commit": git("rev-parse", "HEAD").strip(), "dirty_library_files": dirty}
 
 
@@ -297,6 +313,7 @@ def compile_for_topology(
             "compiled": False,
             "compiler_error": message[:2000],
             "compiler_used_bytes": oom["used_bytes"],
+            "compiler_counted": oom["counted"],  # "temporaries": a lower bound on the need
             "compiler_capacity_bytes": oom["capacity_bytes"],
             "verdict": fit_verdict(oom["used_bytes"], chip),
             "wall_seconds": round(time.perf_counter() - begin, 1),
@@ -358,9 +375,12 @@ def table(records: list[dict]) -> str:
         else:
             sizes, flops = "refused | (compiler: out of HBM) | -", "-"
             seconds = f"{r['wall_seconds']:.0f} / -"
+        # A refusal that names the temporaries alone: the need is at least that.
+        at_least = ">= " if r.get("compiler_counted") == "temporaries" else ""
         lines.append(
             f"| {r['mixer']} | {r['topology']} | {r['window_frames']} | "
-            f"{'on' if r['remat'] else 'off'} | {sizes} | {v['need_gib']:.2f} | {v['hbm_gib']} | "
+            f"{'on' if r['remat'] else 'off'} | {sizes} | {at_least}{v['need_gib']:.2f} | "
+            f"{v['hbm_gib']} | "
             f"{'yes' if v['fits'] else 'no'} | {flops} | {seconds} |"
         )
     return "\n".join(lines)

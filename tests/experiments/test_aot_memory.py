@@ -64,7 +64,21 @@ def test_compiler_out_of_memory_message_is_read():
         "hbm. Used 45.48G of 15.75G hbm. Exceeded hbm capacity by 29.73G."
     )
     oom = tpu.parse_hbm_oom(message)
-    assert oom == {"used_bytes": int(45.48 * 2**30), "capacity_bytes": int(15.75 * 2**30)}
+    assert oom == {
+        "used_bytes": int(45.48 * 2**30),
+        "capacity_bytes": int(15.75 * 2**30),
+        "counted": "used",
+    }
+    # When the compiler stops early it names the temporaries alone (paper_200m on v5e 2x2).
+    early = (
+        "RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO "
+        "temporaries (37.75G) exceeds available HBM (15.75G)."
+    )
+    assert tpu.parse_hbm_oom(early) == {
+        "used_bytes": int(37.75 * 2**30),
+        "capacity_bytes": int(15.75 * 2**30),
+        "counted": "temporaries",
+    }
     assert tpu.parse_hbm_oom("INVALID_ARGUMENT: something else") is None
     assert tpu.parse_hbm_oom("Used 512.0M of 16.00G hbm")["used_bytes"] == 512 * 2**20
 
