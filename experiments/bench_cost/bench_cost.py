@@ -12,14 +12,13 @@ only its own rows, and each model's peak memory is its own):
   * **training**: for each window T of `--train-windows`, the real jitted, donating train step of
     `lssvwm.train` on a `--train-batch` x T batch of random episode fields: compile seconds,
     XLA's `memory_analysis` (temporaries, arguments) and `cost_analysis` FLOPs, the median step
-    seconds over `--reps` steps, and the achieved FLOP/s as a fraction of this device's matmul
-    peak measured in the same process (`matmul_peak`). Every window is compiled first and the
-    steps are then timed round-robin (`--reps` rounds, each running every window in a short
-    burst: `round_robin`), so that a slow spell of a shared machine falls on every window
-    alike: the ratios are measured side by side. On
-    an accelerator a step whose compiled need exceeds the device's memory is recorded as not
-    fitting, not run. The growth exponent of the step time in T (least squares on log-log) is
-    fitted per model;
+    seconds, and the achieved FLOP/s as a fraction of this device's matmul peak measured in the
+    same process (`matmul_peak`). Every window is compiled first and the steps are then timed
+    round-robin (`--reps` rounds, each running every window in a short burst: `round_robin`),
+    so that a slow spell of a shared machine falls on every window alike: the ratios are
+    measured side by side. On an accelerator a step whose compiled need exceeds the device's
+    memory is recorded as not fitting, not run. The growth exponent of the step time in T
+    (least squares on log-log) is fitted per model;
   * **rollout**: for each frame N of `--frames`, the per-frame generation time at frame N
     (batch 1, random weights, the config's sampler steps) after a prefilled history of
     N - `--window` // 2 frames, and the carried cache's bytes split into SSM states, attention
