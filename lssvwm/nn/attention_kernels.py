@@ -106,7 +106,7 @@ def resolve_attention_implementation(
         raise ValueError(f"{key} 'cudnn' {unsupported}")
     if platform != "cuda":
         raise ValueError(
-            f"{key} 'cudnn' needs an NVIDIA GPU, and this process's JAX backend is "
+            f"{key} 'cudnn' needs an NVIDIA GPU, and the model is traced for "
             f"{platform}: use 'auto' (cuDNN where it can run, else XLA) or 'xla'"
         )
     return "cudnn"
