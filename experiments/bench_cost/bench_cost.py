@@ -360,7 +360,8 @@ def worker(args) -> None:
             emit(dict(kind="rollout", model=model, frame=frame, error=_first_line(error)))
             break
     try:
-        time_rollouts(streams, units=max(1, args.window // network.unit) if frames else 0)
+        if streams:
+            time_rollouts(streams, units=max(1, args.window // network.unit))
     except Exception as error:  # noqa: BLE001
         for stream in streams:
             stream.row["error"] = _first_line(error)
