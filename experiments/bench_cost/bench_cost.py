@@ -29,6 +29,14 @@ only its own rows, and each model's peak memory is its own):
     device's peak bytes in use.
 Every figure is also given relative to the first model's (LSSVWM by default) in the same run.
 Writes `--out` (JSON), a markdown table (`.md`) and `<out>_train.png` / `<out>_rollout.png`.
+
+Compiling is most of the wall time on an accelerator (a 200M train step: 1-5 minutes on a GPU
+host), and the workers run one after the other so that their timings do not share the device. So
+compiles can run ahead, all models at once, into JAX's persistent compilation cache, and the
+timed run then loads them:
+
+    python -m experiments.bench_cost.bench_cost ... --compilation-cache /tmp/xla --compile-only
+    python -m experiments.bench_cost.bench_cost ... --compilation-cache /tmp/xla
 """
 
 from __future__ import annotations
@@ -231,7 +239,7 @@ class RolloutCase:
         return (time.perf_counter() - begin) / unit
 
 
-def prepare_rollout(args, model: str, frame: int, network, diffusion) -> RolloutCase:
+def prepare_rollout(args, model: str, frame: int, network, diffusion) -> RolloutCase | None:
     """A stream of `network` (batch 1, random weights) prefilled with N - `--window` // 2
     frames, its unit function compiled, and the carried cache measured (bench_family's method:
     growing caches reserved for exactly the frames to come)."""
@@ -249,15 +257,20 @@ def prepare_rollout(args, model: str, frame: int, network, diffusion) -> Rollout
     sampler = WindowSampler(network, diffusion, args.window)
     context = video[:, :history], actions[:, :history]
     begin = time.perf_counter()  # compile the prefill (and run it once) off the clock
-    jax.block_until_ready(sampler.prefill(*context, jax.random.PRNGKey(1)))
-    prefill_compile = time.perf_counter() - begin
-    begin = time.perf_counter()
     cache = jax.block_until_ready(sampler.prefill(*context, jax.random.PRNGKey(1)))
-    prefill_seconds = time.perf_counter() - begin
+    prefill_compile = time.perf_counter() - begin
+    prefill_seconds = None
+    if not args.compile_only:
+        begin = time.perf_counter()
+        cache = jax.block_until_ready(sampler.prefill(*context, jax.random.PRNGKey(1)))
+        prefill_seconds = time.perf_counter() - begin
     rng = jax.random.PRNGKey(0)
     begin = time.perf_counter()  # compile the unit (and run it once) on a result thrown away
     jax.block_until_ready(sampler.sample_unit(cache, actions[:, history : history + 1], rng))
     unit_compile = time.perf_counter() - begin
+    if args.compile_only:
+        log(f"{model} rollout N={frame}: compiled in {prefill_compile + unit_compile:.0f} s")
+        return None
     row = dict(
         kind="rollout",
         model=model,
@@ -308,9 +321,49 @@ def grows_with_history(args, model: str) -> bool:
     return model_config.mixer == "causal_full"
 
 
+def use_compilation_cache(directory: str) -> None:
+    """JAX's persistent compilation cache in `directory`, for every compile however short (the
+    default skips those under a second)."""
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def compile_worker(args) -> None:
+    """`--compile-only`: every window's train step and every N's rollout compiled (into the
+    persistent cache), nothing timed; a failure is logged and the rest goes on."""
+    model = args.worker
+    for window in args.train_windows:
+        try:
+            case = prepare_train(args, model, window)
+        except Exception as error:  # noqa: BLE001 -- e.g. out of memory: longer windows too
+            log(f"{model} train T={window}: {_first_line(error)}")
+            break
+        log(f"{model} train T={window}: compiled in {case.row['compile_seconds']:.0f} s")
+        del case
+    frames = [
+        n for n in args.frames if not grows_with_history(args, model) or n <= args.growing_max
+    ]
+    if frames:
+        network, diffusion = rollout_network(args, model)
+    for frame in frames:
+        try:
+            prepare_rollout(args, model, frame, network, diffusion)
+        except Exception as error:  # noqa: BLE001
+            log(f"{model} rollout N={frame}: {_first_line(error)}")
+            break
+
+
 def worker(args) -> None:
     import jax
 
+    if args.compilation_cache:
+        use_compilation_cache(args.compilation_cache)
+    if args.compile_only:
+        compile_worker(args)
+        return
     model = args.worker
     emit = lambda row: print("ROW " + json.dumps(row), flush=True)  # noqa: E731
     peak = matmul_peak()
@@ -487,6 +540,8 @@ def markdown(record: dict) -> str:
         f"{record['wall_seconds'] / 60:.1f} min. Matmul peak measured in each worker (float32 at "
         f"default precision): {record['matmul_peak_tflops']} TFLOP/s.\n"
     )
+    if record.get("note"):  # what happened around the run, added to its JSON by hand
+        lines.append(f"{record['note']}\n")
     lines += ["## Training step against the window", ""]
     lines += ["| model | window | s/step | temp MiB | GFLOP | fraction of matmul peak | note |"]
     lines += ["|---|---|---|---|---|---|---|"]
@@ -619,6 +674,20 @@ def parse_args(argv: list[str]):
     parser.add_argument("--worker-timeout", type=float, default=None, help="seconds per model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="experiments/bench_cost/results_cpu.json")
+    parser.add_argument(
+        "--compilation-cache", default=None, help="JAX persistent compilation cache directory"
+    )
+    parser.add_argument(
+        "--compile-only",
+        action="store_true",
+        help="compile every model at once into --compilation-cache; time nothing, write no record",
+    )
+    parser.add_argument(
+        "--rewrite",
+        default=None,
+        metavar="RECORD.json",
+        help="only remake a record's table (.md) and plots from its JSON (e.g. one from a GPU)",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.models = [m for m in args.models.split(",") if m]
@@ -630,6 +699,8 @@ def parse_args(argv: list[str]):
         parser.error(f"--frames {bad}: each N needs N - {args.window // 2} >= 1 history frames")
     if not pathlib.Path(args.config.partition(":")[0]).is_file():
         parser.error(f"--config {args.config!r}: no such file")
+    if args.compile_only and not args.compilation_cache:
+        parser.error("--compile-only needs --compilation-cache DIR (where the compiles go)")
     return args
 
 
@@ -670,10 +741,29 @@ def write_record(args, argv: list[str], rows: list[dict], begin: float) -> dict:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.rewrite:
+        path = pathlib.Path(args.rewrite)
+        record = json.loads(path.read_text())
+        # From the rows: JSON has turned the summary's frame keys into strings.
+        record["summary"] = summarize(record["rows"], record["models"])
+        path.with_suffix(".md").write_text(markdown(record))
+        plot(record, path)
+        log(f"wrote {path.with_suffix('.md')}, {path.stem}_train.png, {path.stem}_rollout.png")
+        return
     if args.worker:
         worker(args)
         return
     begin = time.perf_counter()
+    if args.compile_only:  # every model at once: compiles are CPU work, nothing is timed
+        threads = [
+            threading.Thread(target=run_worker, args=(args, argv, model)) for model in args.models
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        log(f"compiled into {args.compilation_cache} in {time.perf_counter() - begin:.0f} s")
+        return
     rows = []
     for model in args.models:
         rows += run_worker(args, argv, model)

@@ -117,3 +117,37 @@ def test_a_worker_s_rows_and_log_lines_are_read_as_they_come_and_its_failure_rec
     sleeper = [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(30)"]
     rows = bench_cost.run_worker(args, [], "m", command=sleeper)
     assert rows == [dict(kind="worker_failed", model="m", code="timeout", detail=["after 0.5 s"])]
+
+
+def test_compile_only_needs_a_cache_to_compile_into():
+    with pytest.raises(SystemExit):
+        bench_cost.parse_args(["--compile-only"])
+    args = bench_cost.parse_args(["--compile-only", "--compilation-cache", "/tmp/xla"])
+    assert args.compile_only and args.compilation_cache == "/tmp/xla"
+
+
+def test_rewrite_remakes_the_table_and_plots_from_a_record(tmp_path):
+    import json
+
+    rows = [_train("lssvwm", 16, 1.0, 100), _train("lssvwm", 32, 2.0, 200)]
+    rows += [_rollout("lssvwm", 100, 0.1, 10), _rollout("causal_full", 100, 0.3, 30)]
+    record = dict(
+        command="python -m experiments.bench_cost.bench_cost",
+        commit="abc",
+        device="NVIDIA H100",
+        jax="0.11.2",
+        matmul_peak_tflops={},
+        models=["lssvwm", "causal_full"],
+        wall_seconds=60.0,
+        rows=rows,
+        note="Ran on a lent GPU.",
+    )
+    record["summary"] = bench_cost.summarize(rows, ["lssvwm", "causal_full"])
+    path = tmp_path / "gpu.json"
+    path.write_text(json.dumps(record))
+    bench_cost.main(["--rewrite", str(path)])
+    table = (tmp_path / "gpu.md").read_text()
+    assert "Ran on a lent GPU." in table and "| lssvwm | 16 | 1.0000 |" in table
+    assert "| causal_full | 100 | 0.3000 | 3.00 |" in table  # the ratio, through JSON's str keys
+    assert (tmp_path / "gpu_train.png").stat().st_size > 0
+    assert (tmp_path / "gpu_rollout.png").stat().st_size > 0
