@@ -133,14 +133,9 @@ class TrainCase:
         return time.perf_counter() - begin
 
 
-def prepare_train(args, model: str, window: int) -> TrainCase:
-    """One window's train step, compiled: its row holds compile seconds, XLA's memory and FLOPs,
-    and `fits` (False, with a note, where the compiled need exceeds the device)."""
-    from experiments.benchmarking import compiled_costs, random_episode_fields
-    from lssvwm.models import count_parameters
+def train_spec(args, model: str, window: int):
+    """The RunSpec of `model`'s training on `--train-batch` windows of `window` frames."""
     from lssvwm.run_spec import RunSpec
-    from lssvwm.train import model_batch
-    from lssvwm.training.build import build
 
     config = model_config_for(
         args,
@@ -150,11 +145,23 @@ def prepare_train(args, model: str, window: int) -> TrainCase:
             "training.window_length": window,
             "training.batch_size": args.train_batch,
             "model.max_frames": window,
-            "curriculum.kind": "none",  # one fixed window (a config's stages end at its own)
             "eval.context_frames": 1,  # no held-out figures here: any window is valid
         },
     )
-    run = build(RunSpec.from_config(config, source=args.config, check_data=False))
+    if "curriculum" in config:  # one fixed window (a config's stages end at its own)
+        config.curriculum.kind = "none"
+    return RunSpec.from_config(config, source=args.config, check_data=False)
+
+
+def prepare_train(args, model: str, window: int) -> TrainCase:
+    """One window's train step, compiled: its row holds compile seconds, XLA's memory and FLOPs,
+    and `fits` (False, with a note, where the compiled need exceeds the device)."""
+    from experiments.benchmarking import compiled_costs, random_episode_fields
+    from lssvwm.models import count_parameters
+    from lssvwm.train import model_batch
+    from lssvwm.training.build import build
+
+    run = build(train_spec(args, model, window))
     model_config = run.spec.model
     row = dict(
         kind="train",

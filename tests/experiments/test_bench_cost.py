@@ -151,3 +151,53 @@ def test_rewrite_remakes_the_table_and_plots_from_a_record(tmp_path):
     assert "| causal_full | 100 | 0.3000 | 3.00 |" in table  # the ratio, through JSON's str keys
     assert (tmp_path / "gpu_train.png").stat().st_size > 0
     assert (tmp_path / "gpu_rollout.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "config, windows",
+    [("configs/paper_200m.py", (100, 400)), ("configs/maze3d_lssvwm.py", (16, 512))],
+)
+def test_the_documented_train_windows_make_valid_runs(config, windows):
+    """Every window the README and gpu_session.sh time passes the run spec's checks (paper_200m's
+    curriculum stages once refused a 100-frame window, found only on a lent GPU)."""
+    args = bench_cost.parse_args(["--config", config])
+    for model in ("lssvwm", "causal_full"):
+        for window in windows:
+            spec = bench_cost.train_spec(args, model, window)
+            assert spec.training.window_length == window == spec.model.max_frames
+
+
+def test_the_rollout_compiled_ahead_gets_a_whole_unit_of_actions(monkeypatch, tmp_path):
+    """A chunked model generates whole chunks: the unit compiled ahead of the timing takes
+    `unit` frames of actions (it was given one, found only on a lent GPU)."""
+    import types
+
+    import jax.numpy as jnp
+
+    from experiments.bench_family import bench_family
+    from lssvwm.config_loading import load_config
+    from lssvwm.models import WorldModelConfig
+
+    units_given = []
+
+    class FakeSampler:
+        def __init__(self, network, diffusion, window):
+            self.unit = network.unit
+
+        def prefill(self, frames, actions, rng):
+            return jnp.zeros(())
+
+        def sample_unit(self, cache, actions_U, rng, unit_index=0):
+            units_given.append(actions_U.shape[1])
+            return None, cache
+
+    monkeypatch.setattr(bench_family, "WindowSampler", FakeSampler)
+    model_config = WorldModelConfig.from_mapping(
+        load_config("configs/paper_200m.py").model.to_dict()
+    )
+    assert model_config.attention_chunk == 5
+    network = types.SimpleNamespace(config=model_config, unit=model_config.attention_chunk)
+    argv = ["--config", "configs/paper_200m.py", "--compile-only"]
+    args = bench_cost.parse_args([*argv, "--compilation-cache", str(tmp_path)])
+    assert bench_cost.prepare_rollout(args, "lssvwm", 100, network, diffusion=None) is None
+    assert units_given == [5]
