@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# The accelerator records of experiments/bench_cost, in one call of a lent GPU machine (README),
-# inside DEADLINE seconds (default 550):
-#   1. at once, on the CPU cores: every compile of both records into a persistent compilation
-#      cache (--compile-only), and tests/nn/test_cudnn_attention.py (cuDNN against XLA);
-#   2. the maze3d family's cost curves (the CPU record's models and config, 3 windows, frames
-#      20..10,000), timed one model at a time from the cache, as soon as its compiles are done;
-#   3. the paper-scale record (configs/paper_200m.py in bfloat16, cuDNN attention): the train
-#      step at 100- and 400-frame windows, batch 1, and the per-frame time at frames 100 and
-#      1,000, for LSSVWM and the full-context transformer.
-#   LSSVWM_COMMIT=$(git rev-parse HEAD) bash experiments/bench_cost/gpu_session.sh
-# Writes the records' JSON and the logs into $OUT (the .md tables and plots are made from the
-# JSON afterwards: `python -m experiments.bench_cost.bench_cost --rewrite FILE.json`).
+# One accelerator record of experiments/bench_cost in one call of a lent GPU machine (README),
+# inside DEADLINE seconds (default 550). RECORD picks it:
+#   paper  (default) configs/paper_200m.py in bfloat16 (cuDNN attention): the train step at
+#          100- and 400-frame windows, batch 1, and the per-frame time at frames 100 and 1,000,
+#          for LSSVWM and the full-context transformer;
+#   family the maze3d family's cost curves (the CPU record's config and models; 3 windows,
+#          frames 20..10,000).
+# First, at once on the host's cores: every compile of the record into a persistent compilation
+# cache (--compile-only) and tests/nn/test_cudnn_attention.py (cuDNN against XLA); then the timed
+# run, one model at a time, loading the compiles from the cache. One record per call: on an H100
+# host the family's 30 compiles took 335 s (5 at once) and two 200M train steps at 100 frames did
+# not compile in 150 s, so a 15-minute lease holds one record, not two (README).
+#   LSSVWM_COMMIT=<commit> RECORD=paper bash experiments/bench_cost/gpu_session.sh
+# (LSSVWM_COMMIT: the device's copy of .git may be stale.) Writes the record's JSON and the logs
+# into $OUT; its .md table and plots are made from the JSON afterwards:
+# `python -m experiments.bench_cost.bench_cost --rewrite FILE.json`.
 # Packages the machine lacks travel as wheels in .whl/ (see ../.library/device/README.md);
 # .whl/alt/ holds the versions this project pins, tried when the machine's own fail to import.
 set -u
@@ -39,34 +43,29 @@ fi
 copier=$!
 
 BENCH="python3 -m experiments.bench_cost.bench_cost --compilation-cache $CACHE"
-FAMILY=${FAMILY:-"--models lssvwm,causal_full,causal_window,mamba2,spatial_memory --train-windows 16,64,256
-  --reps 2 --frames 20,100,1000,4000,10000"}
-PAPER=${PAPER:-"--config configs/paper_200m.py --set model.dtype=bfloat16 --models lssvwm,causal_full
-  --train-windows 100,400 --train-batch 1 --reps 2 --frames 100,1000"}
+[ -n "${ARGS:-}" ] || case "${RECORD:-paper}" in  # ARGS: other bench_cost arguments
+  paper) ARGS="--config configs/paper_200m.py --set model.dtype=bfloat16 --models lssvwm,causal_full
+    --train-windows 100,400 --train-batch 1 --reps 2 --frames 100,1000" ;;
+  family) ARGS="--models lssvwm,causal_full,causal_window,mamba2,spatial_memory
+    --train-windows 16,64,256 --reps 2 --frames 20,100,1000,4000,10000" ;;
+  *) echo "RECORD must be paper or family, got ${RECORD}"; exit 2 ;;
+esac
+MODELS=$(echo $ARGS | grep -oE -- '--models [^ ]+' | cut -d' ' -f2 | tr ',' '\n' | wc -l)
+TIMING=${TIMING:-60}  # seconds per model for the timed run
 
 # 1. Compiles (CPU work, all models at once; the device memory grows as needed) and cuDNN tests.
-export XLA_PYTHON_CLIENT_PREALLOCATE=false
-timeout $(($(left) - 200)) $BENCH $FAMILY --compile-only >"$OUT/compile.log" 2>&1 &
-family_compiles=$!
-timeout $(($(left) - 130)) $BENCH $PAPER --compile-only >"$WORK/compile_paper.log" 2>&1 &
-paper_compiles=$!
-LSSVWM_TEST_XLA_OPT=1 timeout 120 python3 -m pytest -q -p no:cacheprovider -o addopts="" \
-  tests/nn/test_cudnn_attention.py >"$OUT/cudnn_tests.log" 2>&1 &
-wait $family_compiles
-echo "[$SECONDS s] family compiled: $(grep -c ': compiled in' "$OUT/compile.log") compiles"
-unset XLA_PYTHON_CLIENT_PREALLOCATE
+XLA_PYTHON_CLIENT_PREALLOCATE=false LSSVWM_TEST_XLA_OPT=1 timeout 120 python3 -m pytest -q \
+  -p no:cacheprovider -o addopts="" tests/nn/test_cudnn_attention.py >"$OUT/cudnn_tests.log" 2>&1 &
+tests=$!
+XLA_PYTHON_CLIENT_PREALLOCATE=false timeout $(($(left) - MODELS * TIMING)) \
+  $BENCH $ARGS --compile-only >"$OUT/compile.log" 2>&1
+echo "[$SECONDS s] $(grep -c ': compiled in' "$OUT/compile.log") compiles"
+wait $tests
+tail -1 "$OUT/cudnn_tests.log"
 
-# 2. The family's curves, one model at a time (the paper-scale compiles may still be running).
-timeout $(($(left) - 130)) $BENCH $FAMILY --worker-timeout 50 --out "$WORK/family_gpu.json" \
-  2>&1 | grep -v "^|" | tee "$OUT/family_gpu.log"
-echo "[$SECONDS s] family timed"
-wait $paper_compiles
-cat "$WORK/compile_paper.log" >>"$OUT/compile.log"
-tail -3 "$OUT/cudnn_tests.log"
-
-# 3. The paper-scale record.
-timeout $(left) $BENCH $PAPER --worker-timeout $(($(left) / 2 - 2)) \
-  --out "$WORK/paper_200m_bf16_gpu.json" 2>&1 | grep -v "^|" | tee "$OUT/paper_200m_gpu.log"
+# 2. The timed run, one model at a time.
+timeout $(left) $BENCH $ARGS --worker-timeout $(($(left) / MODELS - 2)) \
+  --out "$WORK/${RECORD:-paper}_gpu.json" 2>&1 | grep -v "^|" | tee "$OUT/${RECORD:-paper}_gpu.log"
 echo "[$SECONDS s] done"
 kill $copier
 cp "$WORK"/*.json "$OUT"/
