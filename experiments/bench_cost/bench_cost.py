@@ -330,6 +330,13 @@ def grows_with_history(args, model: str) -> bool:
     return model_config.mixer == "causal_full"
 
 
+def rollout_frames(args, model: str) -> list[int]:
+    """The frames N of `--frames` the model's rollout is measured at (`--growing-max` at most
+    where its cache grows with the history)."""
+    grows = grows_with_history(args, model)
+    return [n for n in args.frames if not grows or n <= args.growing_max]
+
+
 def use_compilation_cache(directory: str) -> None:
     """JAX's persistent compilation cache in `directory`, for every compile however short (the
     default skips those under a second)."""
@@ -352,9 +359,7 @@ def compile_worker(args) -> None:
             break
         log(f"{model} train T={window}: compiled in {case.row['compile_seconds']:.0f} s")
         del case
-    frames = [
-        n for n in args.frames if not grows_with_history(args, model) or n <= args.growing_max
-    ]
+    frames = rollout_frames(args, model)
     if frames:
         network, diffusion = rollout_network(args, model)
     for frame in frames:
@@ -409,9 +414,7 @@ def worker(args) -> None:
         log(_describe(case.row))
     del cases  # their states and compiled steps
     # Generation: every frame N prefilled first, then generated round-robin (time_rollouts).
-    frames = [
-        n for n in args.frames if not grows_with_history(args, model) or n <= args.growing_max
-    ]
+    frames = rollout_frames(args, model)
     streams = []
     if frames:
         network, diffusion = rollout_network(args, model)
