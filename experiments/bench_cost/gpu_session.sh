@@ -24,7 +24,11 @@ WORK=/tmp/bench_cost_work
 CACHE=$WORK/xla_cache
 mkdir -p "$OUT" "$WORK"
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_MEM_FRACTION=0.92
-left() { echo $((DEADLINE - SECONDS > 1 ? DEADLINE - SECONDS : 1)); }
+left() {  # seconds to the deadline, less $1 kept for later (at least 10)
+  local seconds=$((DEADLINE - SECONDS - ${1:-0}))
+  echo $((seconds > 10 ? seconds : 10))
+}
+rm -f "$WORK"/*.json  # a warm machine's earlier records (its compilation cache is kept)
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
@@ -57,7 +61,7 @@ TIMING=${TIMING:-60}  # seconds per model for the timed run
 XLA_PYTHON_CLIENT_PREALLOCATE=false LSSVWM_TEST_XLA_OPT=1 timeout 120 python3 -m pytest -q \
   -p no:cacheprovider -o addopts="" tests/nn/test_cudnn_attention.py >"$OUT/cudnn_tests.log" 2>&1 &
 tests=$!
-XLA_PYTHON_CLIENT_PREALLOCATE=false timeout $(($(left) - MODELS * TIMING)) \
+XLA_PYTHON_CLIENT_PREALLOCATE=false timeout $(left $((MODELS * TIMING))) \
   $BENCH $ARGS --compile-only >"$OUT/compile.log" 2>&1
 echo "[$SECONDS s] $(grep -c ': compiled in' "$OUT/compile.log") compiles"
 wait $tests
