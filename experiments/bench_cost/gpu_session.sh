@@ -9,7 +9,7 @@
 # First, at once on the host's cores: every compile of the record into a persistent compilation
 # cache (--compile-only) and tests/nn/test_cudnn_attention.py (cuDNN against XLA); then the timed
 # run, one model at a time, loading the compiles from the cache. One record per call: on an H100
-# host the family's 30 compiles took 335 s (5 at once) and two 200M train steps at 100 frames did
+# host 30 of the family's 40 compiles took 335 s (5 at once) and two 200M train steps at 100 frames did
 # not compile in 150 s, so a 15-minute lease holds one record, not two (README).
 #   LSSVWM_COMMIT=<commit> RECORD=paper bash experiments/bench_cost/gpu_session.sh
 # (LSSVWM_COMMIT: the device's copy of .git may be stale.) Writes the record's JSON and the logs
